@@ -1,0 +1,5 @@
+import sys
+
+from renalnode.cli import main
+
+sys.exit(main())
