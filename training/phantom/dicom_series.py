@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEGLSLossless, PYDICOM_IMPLEMENTATION_UID,
-                         RLELossless, generate_uid)
+                         RLELossless)
 
 from renalnode import __version__
+from renalnode.uids import deterministic_uid
 from training.phantom.acquisition import Acquisition
 
 TRANSFER_SYNTAXES = {"explicit": ExplicitVRLittleEndian, "jpegls": JPEGLSLossless, "rle": RLELossless}
@@ -36,11 +37,6 @@ class StudyIdentity:
     study_description: str = "CT ABDOMEN WITH CONTRAST"
     series_description: str = "Abdomen portal venous"
     series_number: int = 3
-
-
-def deterministic_uid(*parts: object) -> str:
-    """A UID that is the same for the same parts (a 2.25 UUID-derived UID)."""
-    return generate_uid(prefix=None, entropy_srcs=["renalnode-phantom", *map(str, parts)])
 
 
 def hu_to_stored(hu: np.ndarray) -> np.ndarray:

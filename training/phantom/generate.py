@@ -22,8 +22,8 @@ from renalnode.measurements import measure
 from training.phantom.acquisition import Acquisition, sample_acquisition
 from training.phantom.anatomy import Anatomy, paint_anatomy, sample_body
 from training.phantom.canvas import Canvas
-from training.phantom.dicom_series import (StudyIdentity, deterministic_uid, hu_to_stored, stored_to_hu,
-                                           write_ct_series)
+from renalnode.uids import deterministic_uid
+from training.phantom.dicom_series import StudyIdentity, hu_to_stored, stored_to_hu, write_ct_series
 from training.phantom.scanner import attenuation, block_centre, reconstruct
 from training.phantom.tissues import LABEL_CYST, LABEL_KIDNEY, LABEL_SOLID_MASS, labels_of
 

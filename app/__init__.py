@@ -1,0 +1,1 @@
+"""The MONAI Deploy application: CT series in, DICOM SEG + TID 1500 SR + PDF report out."""

@@ -1,0 +1,1 @@
+"""The DICOM node service: listener, spool, journal, worker, dispatcher and web; Orthanc and MAP packaging."""

@@ -1,0 +1,1 @@
+"""Custom MONAI Deploy operators of the renalnode application, one a module."""

@@ -1,0 +1,63 @@
+"""Shared fixtures: phantom cases made once per test session, and the real validators."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+# Seed 3 gives both kidneys, cysts and solid masses in its first case (asserted where it matters).
+PHANTOM_SEED = 3
+
+
+def run_renalnode(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the installed command line exactly as a user would."""
+    return subprocess.run([sys.executable, "-m", "renalnode", *args], capture_output=True, text=True, check=check,
+                          timeout=600)
+
+
+def read_dicom_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The error lines dicom3tools' validator reports for one file (warnings are not errors)."""
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+
+
+def lesion_components(label: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(label value, mask) for each 26-connected lesion in a label map."""
+    out = []
+    for value in (2, 3):
+        components, n = ndimage.label(label == value, structure=np.ones((3, 3, 3)))
+        out += [(value, components == i) for i in range(1, n + 1)]
+    return out
+
+
+@pytest.fixture(scope="session")
+def phantom_cases(tmp_path_factory):
+    """make_phantom(position, transfer_syntax) -> case folder, each made once via the CLI."""
+    made: dict[tuple[str, str], Path] = {}
+
+    def make_phantom(position: str = "HFS", transfer_syntax: str = "explicit") -> Path:
+        key = (position, transfer_syntax)
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"phantom_{position}_{transfer_syntax}")
+            run_renalnode("phantom", "--out", str(out), "--cases", "1", "--seed", str(PHANTOM_SEED), "--small",
+                          "--position", position, "--transfer-syntax", transfer_syntax)
+            (made[key],) = [p for p in out.iterdir() if not p.name.startswith(".")]
+        return made[key]
+
+    return make_phantom
+
+
+def load_truth(folder: Path) -> dict:
+    return json.loads((folder / "truth.json").read_text())
