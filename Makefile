@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages test phantoms clean-venv
+.PHONY: setup system-packages test phantoms demo-model clean-venv
 
 setup: system-packages $(VENV)/.installed
 
@@ -38,3 +38,18 @@ phantoms: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The bundled demo model: phantoms -> import -> tiny 5-fold training -> evaluation -> models/renalnode-demo.
+# Resumable: an interrupted run goes on where it stopped. About 40 minutes on a 2-core CPU.
+DEMO_WORKSPACE := workspace/demo
+DEMO_DATASET := 990
+demo-model: setup
+	$(VENV)/bin/renalnode phantom --out $(DEMO_WORKSPACE)/phantoms --cases 30 --seed 2026 --small
+	[ -d $(DEMO_WORKSPACE)/nnUNet_raw/Dataset$(DEMO_DATASET)_RenalPhantom ] || \
+	  $(VENV)/bin/renalnode train import --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --source phantom \
+	    --input $(DEMO_WORKSPACE)/phantoms --name RenalPhantom --test-fraction 0.2 --seed 2026
+	$(VENV)/bin/renalnode train run --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny
+	$(VENV)/bin/renalnode train evaluate --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny
+	$(VENV)/bin/renalnode train export --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
+	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.1.0 \
+	  --description "Demo model trained on 24 synthetic phantoms (renalnode phantom --small --seed 2026) with the tiny profile. Not trained on patient data; not for clinical use."

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from training import cli as train_cli
 from training.phantom import cli as phantom_cli
 
-SUBCOMMANDS = [phantom_cli]
+SUBCOMMANDS = [phantom_cli, train_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:

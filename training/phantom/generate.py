@@ -25,7 +25,8 @@ from training.phantom.canvas import Canvas
 from renalnode.uids import deterministic_uid
 from training.phantom.dicom_series import StudyIdentity, hu_to_stored, stored_to_hu, write_ct_series
 from training.phantom.scanner import attenuation, block_centre, reconstruct
-from training.phantom.tissues import LABEL_CYST, LABEL_KIDNEY, LABEL_SOLID_MASS, labels_of
+from renalnode.labels import CYST as LABEL_CYST, KIDNEY as LABEL_KIDNEY, SOLID_MASS as LABEL_SOLID_MASS
+from training.phantom.tissues import labels_of
 
 # Sub-samples per voxel edge are chosen so that samples lie at most this far apart (mm).
 SUBSAMPLE_MM = 1.3

@@ -6,6 +6,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from renalnode import labels
+
 
 class Tissue(IntEnum):
     AIR = 0
@@ -71,14 +73,10 @@ HU_MODEL: dict[Tissue, tuple[float, float, float]] = {
 
 KIDNEY_TISSUES = (Tissue.KIDNEY_CORTEX, Tissue.KIDNEY_MEDULLA, Tissue.RENAL_SINUS_FAT, Tissue.URINE)
 
-# Label contract (KiTS23): 0 background, 1 kidney, 2 solid renal mass, 3 renal cyst.
-LABEL_KIDNEY, LABEL_SOLID_MASS, LABEL_CYST = 1, 2, 3
-LABEL_NAMES = {0: "background", LABEL_KIDNEY: "kidney", LABEL_SOLID_MASS: "solid_mass", LABEL_CYST: "cyst"}
-
 _LABEL_OF_TISSUE = np.zeros(256, np.uint8)
-_LABEL_OF_TISSUE[list(KIDNEY_TISSUES)] = LABEL_KIDNEY
-_LABEL_OF_TISSUE[[Tissue.SOLID_MASS, Tissue.NECROSIS]] = LABEL_SOLID_MASS
-_LABEL_OF_TISSUE[Tissue.CYST] = LABEL_CYST
+_LABEL_OF_TISSUE[list(KIDNEY_TISSUES)] = labels.KIDNEY
+_LABEL_OF_TISSUE[[Tissue.SOLID_MASS, Tissue.NECROSIS]] = labels.SOLID_MASS
+_LABEL_OF_TISSUE[Tissue.CYST] = labels.CYST
 
 
 def labels_of(tissue: np.ndarray) -> np.ndarray:

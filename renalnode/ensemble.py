@@ -1,0 +1,36 @@
+"""One nnU-Net predictor per process: loads a trained-model folder once and segments many volumes
+in memory (no temporary files, no worker pools: DESIGN.md "In-process inference")."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def default_device():
+    import torch
+
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+class EnsemblePredictor:
+    """The folds of an nnU-Net trained-model folder, ready to segment canonical (LPS) volumes."""
+
+    def __init__(self, model_dir: Path, folds: list[int], tile_step_size: float = 0.5, use_mirroring: bool = True,
+                 device=None):
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        self.device = device or default_device()
+        self.predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True,
+                                         use_mirroring=use_mirroring,
+                                         perform_everything_on_device=self.device.type == "cuda",
+                                         device=self.device, verbose=False, verbose_preprocessing=False,
+                                         allow_tqdm=False)
+        self.predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=tuple(folds),
+                                                            checkpoint_name="checkpoint_final.pth")
+
+    def segment(self, volume_zyx: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+        """Label map (uint8, same shape) of a CT volume in HU indexed (z, y, x) with spacing in mm."""
+        image = volume_zyx[None].astype(np.float32, copy=False)
+        labels = self.predictor.predict_single_npy_array(image, {"spacing": list(spacing_zyx)}, None, None, False)
+        return np.asarray(labels, dtype=np.uint8)
