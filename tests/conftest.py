@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,20 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+# nnU-Net reads these when it is first imported: no augmentation workers, one export worker, so
+# every process a test starts ends with it.
+os.environ.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
+
 # Seed 3 gives both kidneys, cysts and solid masses in its first case (asserted where it matters).
 PHANTOM_SEED = 3
 
 
 def run_renalnode(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the installed command line exactly as a user would."""
-    return subprocess.run([sys.executable, "-m", "renalnode", *args], capture_output=True, text=True, check=check,
-                          timeout=600)
+    result = subprocess.run([sys.executable, "-m", "renalnode", *args], capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"renalnode {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}")
+    return result
 
 
 def read_dicom_series(folder: Path) -> sitk.Image:
@@ -61,3 +68,11 @@ def phantom_cases(tmp_path_factory):
 
 def load_truth(folder: Path) -> dict:
     return json.loads((folder / "truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def phantom_set(tmp_path_factory) -> Path:
+    """Six small HFS phantoms in one folder: enough for nnU-Net's 5-fold split plus a test case."""
+    out = tmp_path_factory.mktemp("phantom_set")
+    run_renalnode("phantom", "--out", str(out), "--cases", "6", "--seed", "21", "--small")
+    return out

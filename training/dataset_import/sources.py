@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from training.dataset_import.writer import CaseImportError, LabelledCase
 from renalnode.labels import LABEL_NAMES
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 LABEL_VALUE_OF_NAME = {name: value for value, name in LABEL_NAMES.items()}
 
 

@@ -282,8 +282,9 @@ def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: b
                   (cx, 5, z_left + 60), (cx + 3, 0, z_lo - 20)]
     _paint_hollow(canvas, [_hollow_capsule(a, b, colon_r, 3) for a, b in zip(colon_path[:-1], colon_path[1:])],
                   T.STOOL, rng.uniform(0.2, 0.5), gravity_up)
+    # Small bowel fills the front of the abdomen; in a slim patient that space is shallow but never empty.
     box_lo = np.array([-ia + 45, -ib + 15, z_lo])
-    box_hi = np.array([ia - 45, yv - 35, z_left + 40])
+    box_hi = np.array([ia - 45, max(yv - 35, -ib + 30), z_left + 40])
     for _ in range(rng.integers(5, 10)):
         points = _random_walk(rng, rng.uniform(box_lo, box_hi), int(rng.integers(4, 9)), rng.uniform(20, 35),
                               box_lo, box_hi)

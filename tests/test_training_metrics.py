@@ -1,0 +1,73 @@
+"""The paper's metric functions against values computed by hand on small arrays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.metrics import Counts, Detection, Evaluation, dice
+
+
+def test_counts_and_ratios_by_hand():
+    gt = np.array([1, 1, 1, 0, 0, 0, 0, 0], bool)
+    pred = np.array([1, 1, 0, 1, 0, 0, 0, 0], bool)
+    m = Counts().add(gt, pred).metrics()
+    # TP 2, FP 1, FN 1, TN 4
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 4)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert dice(gt, pred) == pytest.approx(4 / 6)
+
+
+def test_undefined_ratios_are_none():
+    empty = np.zeros(5, bool)
+    m = Counts().add(empty, empty).metrics()
+    assert m["precision"] is None and m["recall"] is None and m["f1"] is None
+    assert m["accuracy"] == 1.0
+    assert dice(empty, empty) is None
+
+
+def test_lesion_detection_rule():
+    gt = np.zeros((1, 5, 12), bool)
+    pred = np.zeros_like(gt)
+    gt[0, 1:3, 0:2] = True    # lesion A: found by an overlapping prediction
+    gt[0, 1:3, 5:7] = True    # lesion B: missed
+    pred[0, 2:4, 1:3] = True  # overlaps A by one voxel
+    pred[0, 1, 9:11] = True   # false positive
+    d = Detection().add(gt, pred).metrics(cases=1)
+    assert (d["lesions"], d["detected"], d["predicted"], d["false_positives"]) == (2, 1, 2, 1)
+    assert d["sensitivity"] == 0.5 and d["false_positives_per_case"] == 1.0
+
+
+def test_evaluation_per_class_pooled_and_per_case():
+    gt1 = np.array([[[1, 1, 2, 0]]])
+    pr1 = np.array([[[1, 0, 2, 0]]])
+    gt2 = np.array([[[3, 3, 0, 0]]])
+    pr2 = np.array([[[3, 0, 0, 1]]])
+    ev = Evaluation()
+    ev.add_case("a", gt1, pr1)
+    ev.add_case("b", gt2, pr2)
+    s = ev.summary()
+    kidney = s["per_class"]["kidney"]
+    # Pooled kidney: TP 1, FP 1 (case b), FN 1 (case a), TN 5
+    assert (kidney["tp"], kidney["fp"], kidney["fn"], kidney["tn"]) == (1, 1, 1, 5)
+    # Per-case kidney Dice: a = 2/3, b = 0 (predicted, absent) -> mean 1/3
+    assert kidney["dice"] == pytest.approx(1 / 3)
+    assert s["case_dice"]["a"]["cyst"] is None  # cyst neither in truth nor prediction of case a
+    assert s["per_class"]["cyst"]["dice"] == pytest.approx(2 / 3)
+    assert s["per_class"]["solid_mass"]["f1"] == 1.0
+    assert s["lesion_detection"]["any_lesion"]["lesions"] == 2
+    assert s["average"]["f1"] == pytest.approx(np.mean([0.5, 1.0, 2 / 3]))
+
+    merged = Evaluation()
+    for case_id, g, p in (("a", gt1, pr1), ("b", gt2, pr2)):
+        single = Evaluation()
+        single.add_case(case_id, g, p)
+        merged.merge(single)
+    assert merged.summary() == s
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="case x"):
+        Evaluation().add_case("x", np.zeros((2, 2, 2)), np.zeros((2, 2, 3)))
