@@ -2,15 +2,24 @@
 in memory (no temporary files, no worker pools: DESIGN.md "In-process inference")."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+
+from training.workspace import TRAINERS_DIR
 
 
 def default_device():
     import torch
 
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _add_to_path_variable(name: str, folder: str) -> None:
+    paths = [p for p in os.environ.get(name, "").split(os.pathsep) if p]
+    if folder not in paths:
+        os.environ[name] = os.pathsep.join(paths + [folder])
 
 
 class EnsemblePredictor:
@@ -20,6 +29,8 @@ class EnsemblePredictor:
                  device=None):
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+        # Packages trained with renalnode's own trainers name them; nnU-Net looks them up by name.
+        _add_to_path_variable("nnUNet_extTrainer", str(TRAINERS_DIR))
         self.device = device or default_device()
         self.predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True,
                                          use_mirroring=use_mirroring,

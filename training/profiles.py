@@ -15,7 +15,7 @@ CONFIGURATION = "3d_fullres"
 DEFAULT_PLANS = "nnUNetPlans"
 TINY_PLANS = "nnUNetPlansRenalTiny"
 TINY_FEATURES = (8, 16, 32, 64)
-TINY_PATCH = (32, 80, 80)  # upper bound per axis, in nnU-Net's (transposed) axis order
+TINY_PATCH = (32, 64, 64)  # upper bound per axis, in nnU-Net's (transposed) axis order
 TINY_BATCH = 2
 
 

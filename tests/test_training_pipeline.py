@@ -1,0 +1,95 @@
+"""The training workspace end to end on CPU: import, plan, preprocess (with nnU-Net's integrity
+check), train one fold for a few iterations, resume, validate, evaluate with a held-out test case,
+export the model package and segment a volume with it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import run_renalnode
+from renalnode.ensemble import EnsemblePredictor
+from renalnode.model_package import ModelPackageError, load_model_package
+
+SMOKE = ("--profile", "tiny", "--trainer", "nnUNetTrainerRenalSmoke")
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_set, tmp_path_factory):
+    ws = tmp_path_factory.mktemp("workspace")
+    common = ("--workspace", str(ws), "--dataset", "42")
+    run_renalnode("train", "import", *common, "--source", "phantom", "--input", str(phantom_set), "--name", "Smoke",
+                  "--test-cases", sorted(p.name for p in phantom_set.iterdir())[-1])
+    first = run_renalnode("train", "run", *common, *SMOKE, "--folds", "0")
+    return ws, common, first
+
+
+def test_training_runs_every_nnunet_step(trained):
+    ws, _, first = trained
+    for step in ("checking data set integrity", "planning", "preprocessing 5 cases", "[fold 0] (1/1) training"):
+        assert step in first.stderr
+    preprocessed = ws / "nnUNet_preprocessed" / "Dataset042_Smoke"
+    plans = json.loads((preprocessed / "nnUNetPlansRenalTiny.json").read_text())
+    arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    assert arch["features_per_stage"] == [8, 16, 32, 64]
+    assert (preprocessed / "nnUNetPlans.json").exists()  # nnU-Net's own plan stays beside the tiny one
+    fold = ws / "nnUNet_results" / "Dataset042_Smoke" / "nnUNetTrainerRenalSmoke__nnUNetPlansRenalTiny__3d_fullres" / \
+        "fold_0"
+    assert (fold / "checkpoint_final.pth").exists()
+    assert len(list((fold / "validation").glob("*.nii.gz"))) == 1  # 5 training cases: one validates fold 0
+
+
+def test_rerun_keeps_finished_folds_and_resumes_interrupted_ones(trained):
+    ws, common, _ = trained
+    again = run_renalnode("train", "run", *common, *SMOKE, "--folds", "0")
+    assert "[fold 0] (1/1) already trained, kept" in again.stderr
+    # An interrupted fold holds only its latest checkpoint: the next run resumes from it.
+    fold = next((ws / "nnUNet_results").glob("*/*/fold_0"))
+    (fold / "checkpoint_final.pth").rename(fold / "checkpoint_latest.pth")
+    resumed = run_renalnode("train", "run", *common, *SMOKE, "--folds", "0")
+    assert "[fold 0] (1/1) resuming" in resumed.stderr
+    assert (fold / "checkpoint_final.pth").exists()
+
+
+def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
+    ws, common, _ = trained
+    result = run_renalnode("train", "evaluate", *common, *SMOKE)
+    assert "| Class type | Accuracy (%) | Precision (%) | Recall (%) | F1-score (%) | Dice (%) |" in result.stdout
+    assert "Held-out test split (ensemble of the folds): 1 cases" in result.stdout
+    report = json.loads(next((ws / "nnUNet_results").glob("*/*/evaluation.json")).read_text())
+    assert report["folds_evaluated"] == [0]
+    assert report["cross_validation"]["cases"] == 1 and report["test"]["cases"] == 1
+    for summary in (report["cross_validation"], report["test"]):
+        for name in ("kidney", "solid_mass", "cyst"):
+            m = summary["per_class"][name]
+            assert m["tp"] + m["fp"] + m["fn"] + m["tn"] > 0
+            assert 0 <= m["accuracy"] <= 1
+
+    package = tmp_path / "package"
+    run_renalnode("train", "export", *common, *SMOKE, "--out", str(package), "--name", "smoke", "--version", "0.0.1")
+    loaded = load_model_package(package)
+    assert loaded.folds == [0] and loaded.card["trainer"] == "nnUNetTrainerRenalSmoke"
+    assert loaded.card["training_data"]["training_cases"] == 5 and loaded.card["training_data"]["test_cases"] == 1
+
+    case = sorted(p for p in phantom_set.iterdir())[0]
+    image = sitk.DICOMOrient(sitk.ReadImage(str(case / "image.nii.gz")), "LPS")
+    labels = EnsemblePredictor(loaded.nnunet_dir, loaded.folds, use_mirroring=False).segment(
+        sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing()[::-1])
+    assert labels.shape == sitk.GetArrayFromImage(image).shape
+    assert set(np.unique(labels)) <= {0, 1, 2, 3}
+
+    # A package whose card and folder disagree is refused.
+    (package / "nnunet" / "fold_0" / "checkpoint_final.pth").unlink()
+    with pytest.raises(ModelPackageError, match="the card lists folds"):
+        load_model_package(package)
+
+
+def test_bad_train_arguments(tmp_path):
+    result = run_renalnode("train", "run", "--workspace", str(tmp_path), "--dataset", "5", "--profile", "tiny",
+                           check=False)
+    assert result.returncode == 2 and "no data set with id 5" in result.stderr
+    result = run_renalnode("train", "run", "--workspace", str(tmp_path), "--dataset", "5", "--folds", "0,7",
+                           check=False)
+    assert result.returncode == 2 and "folds must be among" in result.stderr
