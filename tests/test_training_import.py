@@ -74,16 +74,9 @@ def test_import_phantom_in_other_positions_lands_in_lps(tmp_path):
 
 
 def test_import_kits_layout(phantom_set, tmp_path):
-    kits = tmp_path / "kits23"
-    originals = {}
-    for i, case in enumerate(_cases(phantom_set)):
-        folder = kits / f"case_{i:05d}"
-        folder.mkdir(parents=True)
-        shutil.copy(case / "image.nii.gz", folder / "imaging.nii.gz")
-        shutil.copy(case / "label.nii.gz", folder / "segmentation.nii.gz")
-        originals[folder.name] = case
+    kits = _kits_copy(phantom_set, tmp_path)
     _import(tmp_path / "ws", "--source", "kits", "--input", str(kits))
-    _assert_imported(tmp_path / "ws", originals)
+    _assert_imported(tmp_path / "ws", {f"case_{i:05d}": case for i, case in enumerate(_cases(phantom_set))})
 
 
 def test_import_nifti_and_nrrd_with_label_map(phantom_set, tmp_path):

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.phantom.canvas import (Canvas, Shape, capsule, ellipsoid, halfspace_clip, intersect, lobulated_blob,
-                                     rotation, subtract)
+from training.phantom.canvas import (Canvas, Shape, box, capsule, ellipsoid, halfspace_clip, intersect,
+                                     lobulated_blob, rotation, subtract)
 from training.phantom.tissues import KIDNEY_TISSUES, Tissue as T
 
 SOFT = (T.VISCERAL_FAT,)
@@ -80,28 +80,23 @@ def _paint_spine(canvas: Canvas, rng, yv: float, z_lo: float, z_hi: float) -> No
     canal_y = yv + rb + 10
     for z0 in np.arange(z_lo - level + phase, z_hi + level, level):
         z1 = z0 + body_height
-        vertebra = intersect(ellipsoid((0, yv, (z0 + z1) / 2), (ra, rb, 1e4)),
-                             Shape(np.array([-ra, yv - rb, z0]), np.array([ra, yv + rb, z1]), lambda X, Y, Z: True))
-        canvas.paint(vertebra, T.BONE_CORTEX)
-        canvas.paint(intersect(ellipsoid((0, yv, (z0 + z1) / 2), (ra - 2.5, rb - 2.5, 1e4)),
-                               Shape(np.array([-ra, yv - rb, z0 + 2]), np.array([ra, yv + rb, z1 - 2]),
-                                     lambda X, Y, Z: True)), T.BONE_MARROW)
-        canvas.paint(Shape(np.array([-ra * 0.9, yv - rb * 0.9, z1]), np.array([ra * 0.9, yv + rb * 0.9, z0 + level]),
-                           ellipsoid((0, yv, 0), (ra * 0.95, rb * 0.95, 1e4)).inside), T.DISC)
+        # Elliptic cylinders (a 1e4 mm z semi-axis) cut to the height of the body, its marrow and the disc.
+        canvas.paint(intersect(ellipsoid((0, yv, 0), (ra, rb, 1e4)), box((-ra, yv - rb, z0), (ra, yv + rb, z1))),
+                     T.BONE_CORTEX)
+        canvas.paint(intersect(ellipsoid((0, yv, 0), (ra - 2.5, rb - 2.5, 1e4)),
+                               box((-ra, yv - rb, z0 + 2), (ra, yv + rb, z1 - 2))), T.BONE_MARROW)
+        canvas.paint(intersect(ellipsoid((0, yv, 0), (ra * 0.95, rb * 0.95, 1e4)),
+                               box((-ra, yv - rb, z1), (ra, yv + rb, z0 + level))), T.DISC)
         # Posterior arch, spinous and transverse processes over the height of the body.
         zc = (z0 + z1) / 2
         canvas.paint(intersect(ellipsoid((0, canal_y, zc), (15, 14, 1e4)),
-                               Shape(np.array([-15, canal_y - 2, z0 + 3]), np.array([15, canal_y + 14, z1 - 2]),
-                                     lambda X, Y, Z: True)), T.BONE_CORTEX)
-        canvas.paint(Shape(np.array([-4, canal_y + 8, z0 + 4]), np.array([4, canal_y + 40, z1 - 4]),
-                           lambda X, Y, Z: True), T.BONE_CORTEX)
+                               box((-15, canal_y - 2, z0 + 3), (15, canal_y + 14, z1 - 2))), T.BONE_CORTEX)
+        canvas.paint(box((-4, canal_y + 8, z0 + 4), (4, canal_y + 40, z1 - 4)), T.BONE_CORTEX)
         for s in (-1, 1):
             lo, hi = sorted((s * 12, s * 48))
-            canvas.paint(Shape(np.array([lo, canal_y - 5, zc - 5]), np.array([hi, canal_y + 5, zc + 5]),
-                               lambda X, Y, Z: True), T.BONE_CORTEX)
-    canal = ellipsoid((0, canal_y, 0), (9, 8, 1e4))
-    canvas.paint(Shape(np.array([-9, canal_y - 8, z_lo - 50]), np.array([9, canal_y + 8, z_hi + 50]), canal.inside),
-                 T.CSF)
+            canvas.paint(box((lo, canal_y - 5, zc - 5), (hi, canal_y + 5, zc + 5)), T.BONE_CORTEX)
+    canvas.paint(intersect(ellipsoid((0, canal_y, 0), (9, 8, 1e4)), box((-9, canal_y - 8, z_lo - 50),
+                                                                       (9, canal_y + 8, z_hi + 50))), T.CSF)
 
 
 def _paint_ribs(canvas: Canvas, rng, inner_a, inner_b, z_from: float, z_hi: float) -> None:
@@ -230,6 +225,7 @@ def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: b
     # Back muscles, psoas and the great vessels.
     for s in (-1, 1):
         canvas.paint(ellipsoid((s * 32, yv + 48, 0), (26, 22, 1e4)), T.MUSCLE, over=SOFT)
+        # Psoas: grows from the upper abdomen down towards the pelvis.
         canvas.paint(Shape(np.array([s * 30 - 28, yv - 25, z_lo - 1]), np.array([s * 30 + 28, yv + 25, z_hi + 1]),
                            lambda X, Y, Z, s=s: ((X - s * 34) / np.clip(14 - 0.09 * Z, 6, 26)) ** 2
                            + ((Y - yv) / np.clip(12 - 0.07 * Z, 5, 20)) ** 2 <= 1), T.MUSCLE, over=SOFT)
@@ -256,8 +252,7 @@ def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: b
     z_right = kidneys[0].centre[2] if kidneys[0].side == "right" else z_left - 15
 
     # Solid organs.
-    canvas.paint(intersect(ellipsoid((-55, -5, z_right + 100), (100, 85, 95)),
-                           Shape(np.array([-300, -300, -1e4]), np.array([30, 300, 1e4]), lambda X, Y, Z: True)),
+    canvas.paint(intersect(ellipsoid((-55, -5, z_right + 100), (100, 85, 95)), box((-300, -300, -1e4), (30, 300, 1e4))),
                  T.LIVER, over=SOFT)
     canvas.paint(ellipsoid((-50, -50, z_right + 45), (16, 15, 32), rotation("x", 20)), T.BILE, over=SOFT + (T.LIVER,))
     canvas.paint(ellipsoid((78, 40, z_left + 85), (34, 25, 55), rotation("z", 30)), T.SPLEEN, over=SOFT)

@@ -137,6 +137,11 @@ def lobulated_blob(centre, radius: float, bumps: np.ndarray, bump_width: float =
     return Shape(centre - reach, centre + reach, inside)
 
 
+def box(lo, hi) -> Shape:
+    """An axis-aligned box, or, intersected with another shape, a clip of it to that box."""
+    return Shape(np.asarray(lo, float), np.asarray(hi, float), lambda X, Y, Z: np.True_)
+
+
 def intersect(a: Shape, b: Shape) -> Shape:
     return Shape(np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi),
                  lambda X, Y, Z: a.inside(X, Y, Z) & b.inside(X, Y, Z))
