@@ -13,11 +13,11 @@ from conftest import PHANTOM_SEED, lesion_components, load_truth
 from training.phantom.generate import make_case, write_case
 from training.phantom.tissues import Tissue as T
 
-# Contrast-enhanced abdominal CT (late arterial to portal venous phase), HU of tissue interiors.
+# Contrast-enhanced abdominal CT (portal venous / nephrographic phase), HU of tissue interiors.
 REALISTIC_HU = {
     T.AIR: (-1024, -950), T.SUBCUTANEOUS_FAT: (-130, -70), T.VISCERAL_FAT: (-130, -60), T.MUSCLE: (35, 75),
     T.LIVER: (80, 135), T.SPLEEN: (90, 140), T.ARTERY: (130, 270), T.VEIN: (110, 170), T.BONE_CORTEX: (500, 1100),
-    T.BONE_MARROW: (150, 350), T.GAS: (-1024, -850), T.KIDNEY_CORTEX: (140, 230), T.KIDNEY_MEDULLA: (60, 130),
+    T.BONE_MARROW: (150, 350), T.GAS: (-1024, -850), T.KIDNEY_CORTEX: (140, 230), T.KIDNEY_MEDULLA: (100, 180),
     T.RENAL_SINUS_FAT: (-120, -50), T.CYST: (-10, 20), T.SOLID_MASS: (40, 170),
 }
 

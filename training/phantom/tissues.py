@@ -1,5 +1,5 @@
-"""Tissue classes of the phantom, their attenuation in a contrast-enhanced (late arterial to early
-portal venous) abdominal CT, and the tissue-to-label mapping of the DESIGN.md label contract."""
+"""Tissue classes of the phantom, their attenuation in a contrast-enhanced (portal venous,
+nephrographic phase) abdominal CT, and the tissue-to-label mapping of the DESIGN.md label contract."""
 from __future__ import annotations
 
 from enum import IntEnum
@@ -40,7 +40,9 @@ class Tissue(IntEnum):
 
 
 # Mean HU, the half-width of its per-case variation (contrast timing, scanner), and the amplitude
-# of its low-frequency texture.
+# of its low-frequency texture. Kidneys are in the nephrographic phase, the one renal mass
+# protocols read: cortex and medulla both enhance (the cortex more), solid masses enhance less
+# than the parenchyma around them, cysts not at all.
 HU_MODEL: dict[Tissue, tuple[float, float, float]] = {
     Tissue.AIR: (-1000, 0, 0),
     Tissue.SKIN: (30, 10, 3),
@@ -62,11 +64,11 @@ HU_MODEL: dict[Tissue, tuple[float, float, float]] = {
     Tissue.GAS: (-960, 20, 10),
     Tissue.STOOL: (-40, 30, 60),
     Tissue.KIDNEY_CORTEX: (185, 30, 6),
-    Tissue.KIDNEY_MEDULLA: (95, 20, 6),
+    Tissue.KIDNEY_MEDULLA: (140, 20, 6),
     Tissue.RENAL_SINUS_FAT: (-85, 10, 6),
     Tissue.URINE: (10, 6, 2),
     Tissue.CYST: (7, 6, 2),
-    Tissue.SOLID_MASS: (110, 25, 25),
+    Tissue.SOLID_MASS: (95, 20, 25),
     Tissue.NECROSIS: (30, 10, 8),
     Tissue.RIB: (500, 100, 40),
 }

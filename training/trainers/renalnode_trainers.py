@@ -25,7 +25,7 @@ class nnUNetTrainerRenalTiny(_ShortSchedule):
     Every patch is centred on foreground (nnU-Net's default forces it for a third of each batch):
     with this few iterations the small lesion classes would otherwise hardly be seen.
     """
-    schedule = (60, 25, 4, 5)
+    schedule = (70, 25, 4, 5)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):

@@ -1,0 +1,131 @@
+"""Series selection: which series of a study the app segments, from a rules file a site edits.
+
+`select_series` checks every series against the rules and returns the best one with the reason
+every other series was passed over, so a study with no suitable series ends with a logged
+reason instead of an error. The rules and the ranking are documented in app/series_rules.yaml.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import yaml
+from pydicom import Dataset
+
+DEFAULT_RULES = Path(__file__).resolve().parents[1] / "app" / "series_rules.yaml"
+
+
+@dataclass(frozen=True)
+class SelectionRules:
+    modality: str
+    sop_classes: tuple[str, ...]
+    body_parts: tuple[str, ...]
+    description_patterns: tuple[str, ...]
+    exclude_image_types: tuple[str, ...]
+    exclude_description_patterns: tuple[str, ...]
+    max_tilt_from_axial_degrees: float
+    slice_thickness_mm: tuple[float, float]
+    min_slices: int
+    preferred_thickness_mm: float
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_RULES) -> "SelectionRules":
+        data = yaml.safe_load(Path(path).read_text())
+        try:
+            rules = cls(
+                modality=str(data["modality"]),
+                sop_classes=tuple(map(str, data["sop_classes"])),
+                body_parts=tuple(str(b).upper() for b in data["body_parts"]),
+                description_patterns=tuple(data["description_patterns"]),
+                exclude_image_types=tuple(str(t).upper() for t in data["exclude_image_types"]),
+                exclude_description_patterns=tuple(data["exclude_description_patterns"]),
+                max_tilt_from_axial_degrees=float(data["max_tilt_from_axial_degrees"]),
+                slice_thickness_mm=(float(data["slice_thickness_mm"][0]), float(data["slice_thickness_mm"][1])),
+                min_slices=int(data["min_slices"]),
+                preferred_thickness_mm=float(data["preferred_thickness_mm"]),
+            )
+            for pattern in rules.description_patterns + rules.exclude_description_patterns:
+                re.compile(pattern)
+        except (KeyError, TypeError, IndexError, re.error) as exc:
+            raise ValueError(f"series rules {path}: {exc!r}") from None
+        return rules
+
+
+@dataclass(frozen=True)
+class SeriesChoice:
+    series_uid: str
+    reason: str  # why it was chosen, or why it was passed over
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return str(getattr(ds, keyword, "") or "")
+
+
+def rejection(headers: Sequence[Dataset], rules: SelectionRules) -> str | None:
+    """Why a series (its instances' headers) does not qualify, or None when it does."""
+    first = headers[0]
+    if _text(first, "Modality") != rules.modality:
+        return f"modality {_text(first, 'Modality') or 'missing'} is not {rules.modality}"
+    if _text(first, "SOPClassUID") not in rules.sop_classes:
+        return f"SOP class {_text(first, 'SOPClassUID')} is not an image class the rules accept"
+    image_type = {str(v).upper() for v in getattr(first, "ImageType", [])}
+    excluded = sorted(image_type & set(rules.exclude_image_types))
+    if excluded:
+        return f"image type {'/'.join(excluded)} is excluded"
+    descriptions = " ".join(_text(first, k) for k in ("SeriesDescription", "StudyDescription"))
+    for pattern in rules.exclude_description_patterns:
+        if re.search(pattern, _text(first, "SeriesDescription")):
+            return f"series description matches excluded pattern {pattern!r}"
+    body_part = _text(first, "BodyPartExamined").upper()
+    if body_part:
+        if body_part not in rules.body_parts:
+            return f"body part {body_part} is not abdomen"
+    elif not any(re.search(p, descriptions) for p in rules.description_patterns):
+        return "no body part, and no description that names the abdomen"
+    try:
+        orientation = np.array(first.ImageOrientationPatient, float).reshape(2, 3)
+    except (AttributeError, ValueError):
+        return "no image orientation"
+    normal = np.cross(orientation[0], orientation[1])
+    tilt = float(np.degrees(np.arccos(min(1.0, abs(normal[2]) / np.linalg.norm(normal)))))
+    if tilt > rules.max_tilt_from_axial_degrees:
+        return f"not axial: plane {tilt:.0f} degrees from axial"
+    thickness = float(getattr(first, "SliceThickness", 0) or 0)
+    low, high = rules.slice_thickness_mm
+    if not low <= thickness <= high:
+        return f"slice thickness {thickness:g} mm outside {low:g}-{high:g} mm"
+    if len(headers) < rules.min_slices:
+        return f"{len(headers)} slices, fewer than {rules.min_slices}"
+    return None
+
+
+def _rank(headers: Sequence[Dataset], rules: SelectionRules) -> tuple:
+    first = headers[0]
+    contrast = bool(_text(first, "ContrastBolusAgent"))
+    thickness = float(getattr(first, "SliceThickness", 0) or 0)
+    return (not contrast, abs(thickness - rules.preferred_thickness_mm), -len(headers),
+            int(getattr(first, "SeriesNumber", 0) or 0))
+
+
+def select_series(series: dict[str, Sequence[Dataset]], rules: SelectionRules
+                  ) -> tuple[SeriesChoice | None, list[SeriesChoice]]:
+    """The best qualifying series (None when none qualifies) and every series passed over, with reasons."""
+    qualifying, passed_over = [], []
+    for uid, headers in series.items():
+        reason = rejection(headers, rules) if headers else "no instances"
+        if reason:
+            passed_over.append(SeriesChoice(uid, reason))
+        else:
+            qualifying.append(uid)
+    if not qualifying:
+        return None, passed_over
+    qualifying.sort(key=lambda uid: _rank(series[uid], rules))
+    best = qualifying[0]
+    passed_over += [SeriesChoice(uid, f"qualifies, but ranks below series {best}") for uid in qualifying[1:]]
+    first = series[best][0]
+    chosen = SeriesChoice(best, f"{len(series[best])} axial slices of {float(first.SliceThickness):g} mm"
+                                f"{', contrast-enhanced' if _text(first, 'ContrastBolusAgent') else ''}")
+    return chosen, passed_over
