@@ -8,6 +8,7 @@ own rescale; compressed transfer syntaxes are decoded by pydicom's plugins.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -35,8 +36,14 @@ def _geometry(ds: Dataset) -> tuple[np.ndarray, np.ndarray, tuple[float, float],
     return orientation, position, spacing, size
 
 
-def series_to_volume(slices: Sequence[Dataset]) -> sitk.Image:
-    """A float32 HU volume of the series, indexed (i, j, k) along row, column and slice normal."""
+@dataclass(frozen=True)
+class CTVolume:
+    image: sitk.Image         # float32 HU, indexed (i, j, k) along row, column and slice normal
+    slices: list[Dataset]     # the slice of each k, in volume order (what a SEG references)
+
+
+def series_to_volume(slices: Sequence[Dataset]) -> CTVolume:
+    """The series as one volume with its geometry, or VolumeError with the reason it cannot be."""
     if len(slices) < 2:
         raise VolumeError(f"{len(slices)} slice(s): a volume needs at least 2")
     geometry = [_geometry(ds) for ds in slices]
@@ -95,4 +102,4 @@ def series_to_volume(slices: Sequence[Dataset]) -> sitk.Image:
     image.SetOrigin([float(v) for v in positions[0]])
     image.SetSpacing([pixel_spacing[1], pixel_spacing[0], spacing])  # PixelSpacing is (row step, column step)
     image.SetDirection([float(v) for v in np.column_stack([row, col, normal]).ravel()])
-    return image
+    return CTVolume(image, slices)

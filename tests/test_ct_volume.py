@@ -23,7 +23,7 @@ def read_slices(folder):
                                               ("FFP", "explicit"), ("HFS", "jpegls"), ("HFS", "rle")])
 def test_volume_matches_the_phantom_grid(phantom_cases, position, syntax):
     case = phantom_cases(position, syntax)
-    volume = series_to_volume(read_slices(case / "dicom"))
+    volume = series_to_volume(read_slices(case / "dicom")).image
     reference = sitk.ReadImage(str(case / "image.nii.gz"))
     assert volume.GetSize() == reference.GetSize()
     np.testing.assert_allclose(volume.GetOrigin(), reference.GetOrigin(), atol=1e-3)
@@ -39,7 +39,7 @@ def _sorted(phantom_cases):
 
 def test_identical_duplicates_are_merged(phantom_cases):
     slices = _sorted(phantom_cases)
-    volume = series_to_volume(slices + [copy.deepcopy(slices[5])])
+    volume = series_to_volume(slices + [copy.deepcopy(slices[5])]).image
     assert volume.GetSize()[2] == len(slices)
 
 

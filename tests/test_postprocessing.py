@@ -13,7 +13,7 @@ from operators.postprocessing import MIN_LESION_ML, find_findings
 
 
 def _inputs(folder):
-    ct = series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()])
+    ct = series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()]).image
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "label.nii.gz")))
     return ct, label
 

@@ -1,0 +1,83 @@
+"""The DICOM SEG of the findings: highdicom BINARY, one segment per kidney side and per lesion,
+on the source CT's own slices whatever the patient position, with the codes and colours of the
+DESIGN.md contract and UIDs derived from the input series and the model version."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sr.coding import Code
+
+from operators.postprocessing import Finding
+from renalnode import __version__
+from renalnode.uids import deterministic_uid
+
+SCT = "SCT"
+ANATOMICAL_STRUCTURE = Code("91723000", SCT, "Anatomical Structure")
+MORPHOLOGICALLY_ABNORMAL = Code("49755003", SCT, "Morphologically Abnormal Structure")
+KIDNEY = Code("64033007", SCT, "Kidney")
+NEOPLASM = Code("108369006", SCT, "Neoplasm")
+CYST = Code("367643001", SCT, "Cyst")
+LATERALITY = {"right": Code("24028007", SCT, "Right"), "left": Code("7771000", SCT, "Left")}
+# Fixed colours (the paper's Fig. 4): kidney green, cyst blue, solid mass red.
+COLOURS = {"kidney": (0, 200, 0), "cyst": (0, 90, 255), "solid_mass": (230, 0, 0)}
+SEG_SERIES_NUMBER = 9901
+SEG_SERIES_DESCRIPTION = "renalnode kidney and renal lesion segmentation"
+
+
+def _lab(rgb: tuple[int, int, int]) -> hd.color.CIELabColor:
+    """CIELab of an sRGB colour (D65), as RecommendedDisplayCIELabValue wants it."""
+    linear = [((c / 255 + 0.055) / 1.055) ** 2.4 if c / 255 > 0.04045 else c / 255 / 12.92 for c in rgb]
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = m @ np.array(linear) / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return hd.color.CIELabColor(116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2]))
+
+
+def segment_description(number: int, finding: Finding, algorithm: hd.AlgorithmIdentificationSequence,
+                        series_uid: str) -> hd.seg.SegmentDescription:
+    if finding.kind == "kidney":
+        category, prop = ANATOMICAL_STRUCTURE, KIDNEY
+    else:
+        category, prop = MORPHOLOGICALLY_ABNORMAL, NEOPLASM if finding.kind == "solid_mass" else CYST
+    description = hd.seg.SegmentDescription(
+        segment_number=number, segment_label=finding.name, segmented_property_category=category,
+        segmented_property_type=prop, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm, tracking_id=finding.name,
+        tracking_uid=deterministic_uid("tracking", series_uid, finding.kind, finding.side, finding.number),
+        anatomic_regions=[KIDNEY], display_color=_lab(COLOURS[finding.kind]))
+    # Laterality qualifies the property type (PS3.3 C.8.20.2: nested in its code item) and the region.
+    description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+        hd.sr.CodedConcept.from_code(LATERALITY[finding.side])]
+    description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [
+        hd.sr.CodedConcept.from_code(LATERALITY[finding.side])]
+    return description
+
+
+def output_uids(source_series_uid: str, model_name: str, model_version: str, kind: str) -> tuple[str, str]:
+    """(series UID, SOP instance UID) of an output object: the same inputs always give the same UIDs."""
+    key = (source_series_uid, model_name, model_version, kind)
+    return deterministic_uid("series", *key), deterministic_uid("instance", *key)
+
+
+def write_seg(slices: Sequence[Dataset], findings: Sequence[Finding], model_name: str,
+              model_version: str) -> hd.seg.Segmentation:
+    """The SEG of `findings` (masks on the grid of `slices`, in volume order)."""
+    if not findings:
+        raise ValueError("a SEG needs at least one finding")
+    algorithm = hd.AlgorithmIdentificationSequence(name=model_name, version=model_version,
+                                                   family=hd.sr.CodedConcept.from_code(
+                                                       Code("123109", "DCM", "Artificial Intelligence")))
+    source_series = slices[0].SeriesInstanceUID
+    descriptions = [segment_description(n, f, algorithm, source_series) for n, f in enumerate(findings, start=1)]
+    masks = np.stack([f.mask for f in findings], axis=-1)
+    series_uid, instance_uid = output_uids(source_series, model_name, model_version, "SEG")
+    return hd.seg.Segmentation(
+        source_images=list(slices), pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=series_uid, series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=instance_uid, instance_number=1, manufacturer="renalnode",
+        manufacturer_model_name=model_name, software_versions=f"renalnode {__version__}; model {model_version}",
+        device_serial_number="renalnode", series_description=SEG_SERIES_DESCRIPTION, omit_empty_frames=True,
+        content_label="KIDNEYS", content_description="Kidneys, solid renal masses and renal cysts")
