@@ -1,0 +1,143 @@
+"""The PDF report for radiologists, as an Encapsulated PDF in the source study: a findings table,
+a key image per kidney and per lesion with the paper's colours as overlay, the model's name and
+version, and the not-for-diagnostic-use notice.
+
+Key images are axial slices through each finding's centroid, shown as radiologists read them
+(patient's right on the image's left, anterior up) whatever the patient position: the CT and
+labels are reoriented to LPS first, whose array order is exactly that display order.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Image as FlowImage, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from operators.postprocessing import Finding
+from operators.seg_writer import COLOURS, output_uids
+from renalnode import __version__
+
+ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+PDF_SERIES_NUMBER = 9903
+PDF_SERIES_DESCRIPTION = "renalnode kidney and renal lesion report (PDF)"
+NOTICE = ("NOT FOR DIAGNOSTIC USE. Automatic segmentation by research software; every finding must be "
+          "confirmed by a radiologist. Use for diagnosis only after the site has validated the model.")
+WINDOW = (40.0, 400.0)  # soft-tissue level and width, HU
+KIND_TEXT = {"kidney": "Kidney", "solid_mass": "Solid mass", "cyst": "Cyst"}
+
+
+class KeyImages:
+    """The CT and every finding's mask reoriented to LPS once, to cut key images from."""
+
+    def __init__(self, ct: sitk.Image, findings: Sequence[Finding]):
+        self.lps = sitk.DICOMOrient(ct, "LPS")
+        self.hu = sitk.GetArrayFromImage(self.lps)
+        self.findings = list(findings)
+        self.masks = []
+        for finding in findings:
+            mask = sitk.GetImageFromArray(finding.mask.astype(np.uint8))
+            mask.CopyInformation(ct)
+            self.masks.append(sitk.GetArrayFromImage(sitk.DICOMOrient(mask, "LPS")).astype(bool))
+
+    def through(self, focus: int, width_px: int = 320) -> Image.Image:
+        """The axial slice through finding `focus`'s centroid, every finding's colour overlaid."""
+        index = self.lps.TransformPhysicalPointToIndex(self.findings[focus].measurement.centroid_mm)
+        k = int(np.clip(index[2], 0, self.hu.shape[0] - 1))
+        level, width = WINDOW
+        grey = np.clip((self.hu[k] - (level - width / 2)) / width, 0, 1)
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+        for n, (finding, mask) in enumerate(zip(self.findings, self.masks)):
+            alpha = 0.55 if n == focus else 0.35
+            rgb[mask[k]] = (1 - alpha) * rgb[mask[k]] + alpha * np.array(COLOURS[finding.kind]) / 255
+        picture = Image.fromarray((rgb * 255).astype(np.uint8))
+        sx, sy = self.lps.GetSpacing()[:2]  # rows may be spaced unlike columns
+        rows, columns = self.hu.shape[1:]
+        return picture.resize((width_px, max(1, round(width_px * (rows * sy) / (columns * sx)))))
+
+
+def render_pdf(ct: sitk.Image, findings: Sequence[Finding], model_name: str, model_version: str,
+               study: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=A4, title="renalnode report", author="renalnode",
+                            leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm, bottomMargin=15 * mm,
+                            pageCompression=0)
+    styles = getSampleStyleSheet()
+    story = [Paragraph("Kidneys, solid renal masses and renal cysts", styles["Title"]),
+             Paragraph(f"<b>{NOTICE}</b>", styles["Normal"]), Spacer(1, 4 * mm),
+             Paragraph(f"Study date {study.get('StudyDate', '')}, accession {study.get('AccessionNumber', '')}, "
+                       f"series {study.get('SeriesNumber', '')} ({study.get('SeriesDescription', '')}).",
+                       styles["Normal"]),
+             Paragraph(f"Model {model_name} version {model_version}; renalnode {__version__}.", styles["Normal"]),
+             Spacer(1, 4 * mm)]
+    rows = [["Finding", "Type", "Side", "Volume (ml)", "Mean (HU)", "Max. diameter (mm)"]]
+    for f in findings:
+        rows.append([f.name, KIND_TEXT[f.kind], f.side, f"{f.measurement.volume_ml:.1f}", f"{f.mean_hu:.0f}",
+                     f"{f.measurement.max_diameter_mm:.1f}"])
+    if len(rows) == 1:
+        rows.append(["No kidney or renal lesion found", "", "", "", "", ""])
+    table = Table(rows, repeatRows=1)
+    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                               ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey)]))
+    story += [table, Spacer(1, 6 * mm), Paragraph("Key images (patient's right on the left, anterior up; "
+                                                   "kidney green, cyst blue, solid mass red)", styles["Heading3"])]
+    key_images = KeyImages(ct, findings)
+    for n, f in enumerate(findings):
+        picture = key_images.through(n)
+        png = io.BytesIO()
+        picture.save(png, format="PNG")
+        png.seek(0)
+        width = 80 * mm
+        story += [Paragraph(f.name, styles["Heading4"]),
+                  FlowImage(png, width=width, height=width * picture.height / picture.width)]
+    doc.build(story)
+    return buffer.getvalue()
+
+
+def encapsulate_pdf(pdf: bytes, source: Dataset, model_name: str, model_version: str) -> Dataset:
+    """An Encapsulated PDF instance in the source study (patient and study attributes copied)."""
+    series_uid, instance_uid = output_uids(source.SeriesInstanceUID, model_name, model_version, "PDF")
+    now = dt.datetime.now()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = instance_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.SpecificCharacterSet = source.get("SpecificCharacterSet", "ISO_IR 100")
+    ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
+    ds.SOPInstanceUID = instance_uid
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+                    "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription"):
+        setattr(ds, keyword, source.get(keyword, ""))
+    ds.Modality = "DOC"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = PDF_SERIES_NUMBER
+    ds.SeriesDescription = PDF_SERIES_DESCRIPTION
+    ds.Manufacturer = "renalnode"
+    ds.ManufacturerModelName = model_name
+    ds.SoftwareVersions = [f"renalnode {__version__}", f"model {model_version}"]
+    ds.ConversionType = "WSD"
+    ds.InstanceNumber = 1
+    ds.ContentDate = now.strftime("%Y%m%d")
+    ds.ContentTime = now.strftime("%H%M%S")
+    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
+    ds.BurnedInAnnotation = "YES"
+    ds.DocumentTitle = "renalnode kidney and renal lesion report"
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "18748-4", "LN", "Diagnostic imaging study"
+    ds.ConceptNameCodeSequence = [concept]
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
+    ds.EncapsulatedDocumentLength = len(pdf)
+    return ds
