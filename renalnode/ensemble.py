@@ -1,18 +1,22 @@
 """One nnU-Net predictor per process: loads a trained-model folder once and segments many volumes
-in memory (no temporary files, no worker pools: DESIGN.md "In-process inference")."""
+in memory (no temporary files, no worker pools: DESIGN.md "In-process inference").
+
+The folds are combined by averaging their softmax probabilities. nnU-Net's own predictor
+averages logits instead, which lets one confident fold outvote the others; here each fold's
+logits become probabilities before they are added. The image is preprocessed once for all folds.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from training.workspace import TRAINERS_DIR
 
 
-def default_device():
-    import torch
-
+def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
@@ -22,21 +26,37 @@ def _add_to_path_variable(name: str, folder: str) -> None:
         os.environ[name] = os.pathsep.join(paths + [folder])
 
 
+def _probability_averaging_predictor_class():
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from torch._dynamo import OptimizedModule
+
+    class ProbabilityAveragingPredictor(nnUNetPredictor):
+        def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
+            """Log of the folds' mean softmax: nnU-Net's later steps (resampling, argmax, softmax)
+            then work on the averaged probabilities exactly."""
+            total = None
+            for params in self.list_of_parameters:
+                network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
+                network.load_state_dict(params)
+                probabilities = torch.softmax(self.predict_sliding_window_return_logits(data).to("cpu").float(), 0)
+                total = probabilities if total is None else total.add_(probabilities)
+            return torch.log(total.div_(len(self.list_of_parameters)).clamp_(min=1e-12))
+
+    return ProbabilityAveragingPredictor
+
+
 class EnsemblePredictor:
     """The folds of an nnU-Net trained-model folder, ready to segment canonical (LPS) volumes."""
 
     def __init__(self, model_dir: Path, folds: list[int], tile_step_size: float = 0.5, use_mirroring: bool = True,
-                 device=None):
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
+                 device: torch.device | None = None):
         # Packages trained with renalnode's own trainers name them; nnU-Net looks them up by name.
         _add_to_path_variable("nnUNet_extTrainer", str(TRAINERS_DIR))
         self.device = device or default_device()
-        self.predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True,
-                                         use_mirroring=use_mirroring,
-                                         perform_everything_on_device=self.device.type == "cuda",
-                                         device=self.device, verbose=False, verbose_preprocessing=False,
-                                         allow_tqdm=False)
+        self.predictor = _probability_averaging_predictor_class()(
+            tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
+            perform_everything_on_device=self.device.type == "cuda", device=self.device, verbose=False,
+            verbose_preprocessing=False, allow_tqdm=False)
         self.predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=tuple(folds),
                                                             checkpoint_name="checkpoint_final.pth")
 

@@ -4,7 +4,9 @@ They change only the schedule; loss, augmentation and validation are nnU-Net's o
 are written often so that an interrupted run resumes close to where it stopped.
 """
 import torch
+from torch.optim import AdamW
 
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
@@ -22,15 +24,22 @@ class _ShortSchedule(nnUNetTrainer):
 class nnUNetTrainerRenalTiny(_ShortSchedule):
     """The bundled demo model's schedule: 5-fold training on a 2-core CPU in about an hour.
 
-    Every patch is centred on foreground (nnU-Net's default forces it for a third of each batch):
-    with this few iterations the small lesion classes would otherwise hardly be seen.
+    With this few iterations nnU-Net's SGD learns the kidney but not yet the lesions (seen on the
+    phantoms: lesion Dice 0 after 1,750 iterations), so this trainer uses AdamW, which learns the
+    small classes several times sooner, and centres every patch on foreground (nnU-Net's default
+    forces that for a third of each batch only).
     """
-    schedule = (70, 25, 4, 5)
+    schedule = (48, 25, 4, 6)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.oversample_foreground_percent = 1.0
+        self.initial_lr = 2e-3
+
+    def configure_optimizers(self):
+        optimizer = AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay, amsgrad=True)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
 
 class nnUNetTrainerRenalSmoke(_ShortSchedule):

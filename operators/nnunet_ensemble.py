@@ -1,0 +1,49 @@
+"""The nnU-Net ensemble step: a CT volume in, a label map on the same grid out.
+
+The model package is loaded once per process and kept for every later study (`cached_predictor`);
+`LOAD_COUNT` counts real loads so that tests and metrics can prove it. nnU-Net ignores direction
+cosines, so the volume is reoriented to LPS (as in training import) before inference and the labels
+are put back on the CT's own grid afterwards.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from renalnode.ensemble import EnsemblePredictor
+from renalnode.model_package import ModelPackage, load_model_package
+from training.dataset_import.writer import CANONICAL_ORIENTATION
+
+_CACHE: dict[tuple, tuple[ModelPackage, EnsemblePredictor]] = {}
+_LOCK = threading.Lock()
+LOAD_COUNT = 0
+
+
+def cached_predictor(package_dir: Path, tile_step_size: float = 0.5, use_mirroring: bool = True,
+                     ) -> tuple[ModelPackage, EnsemblePredictor]:
+    """The package and its predictor, loaded on first use and reused afterwards."""
+    global LOAD_COUNT
+    key = (str(Path(package_dir).resolve()), tile_step_size, use_mirroring)
+    with _LOCK:
+        if key not in _CACHE:
+            package = load_model_package(Path(package_dir))
+            _CACHE[key] = package, EnsemblePredictor(package.nnunet_dir, package.folds, tile_step_size, use_mirroring)
+            LOAD_COUNT += 1
+        return _CACHE[key]
+
+
+def segment_ct(ct: sitk.Image, predictor: EnsemblePredictor) -> np.ndarray:
+    """Label map (uint8, numpy order k, j, i) of `ct` on its own grid."""
+    canonical = sitk.DICOMOrient(ct, CANONICAL_ORIENTATION)
+    labels = predictor.segment(sitk.GetArrayViewFromImage(canonical), canonical.GetSpacing()[::-1])
+    label_image = sitk.GetImageFromArray(labels)
+    label_image.CopyInformation(canonical)
+    # Back to the CT's orientation: DICOMOrient only permutes and flips axes, so this is exact.
+    back = sitk.DICOMOrient(label_image, sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
+        ct.GetDirection()))
+    if back.GetSize() != ct.GetSize() or not np.allclose(back.GetOrigin(), ct.GetOrigin(), atol=1e-3):
+        raise RuntimeError("labels did not return to the CT grid")
+    return sitk.GetArrayFromImage(back)
