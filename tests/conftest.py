@@ -76,3 +76,13 @@ def phantom_set(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phantom_set")
     run_renalnode("phantom", "--out", str(out), "--cases", "6", "--seed", "21", "--small")
     return out
+
+
+def phantom_volume_and_label(folder: Path):
+    """The case's CT series as a CTVolume (slices in volume order) and its label map on that grid."""
+    import pydicom
+
+    from operators.ct_volume import series_to_volume
+
+    volume = series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()])
+    return volume, sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "label.nii.gz")))

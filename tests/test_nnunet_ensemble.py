@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 
 import operators.nnunet_ensemble as ensemble
-from operators.ct_volume import series_to_volume
+from conftest import phantom_volume_and_label
 from renalnode.ensemble import EnsemblePredictor
 from renalnode.model_package import load_model_package
 
@@ -17,7 +16,7 @@ DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
 
 
 def _ct(folder):
-    return series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()]).image
+    return phantom_volume_and_label(folder)[0].image
 
 
 def test_model_is_loaded_once_per_process():

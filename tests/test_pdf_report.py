@@ -5,17 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk
 
-from conftest import dciodvfy_errors, load_truth
-from operators.ct_volume import series_to_volume
+from conftest import dciodvfy_errors, load_truth, phantom_volume_and_label
 from operators.pdf_report import NOTICE, KeyImages, encapsulate_pdf, render_pdf
 from operators.postprocessing import find_findings
 
 
 def _findings(folder):
-    volume = series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()])
-    label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "label.nii.gz")))
+    volume, label = phantom_volume_and_label(folder)
     return volume, find_findings(label, volume.image)[1]
 
 

@@ -3,19 +3,15 @@ lesion instances with their measurements, and removal of tiny components."""
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
-import SimpleITK as sitk
 
-from conftest import load_truth
-from operators.ct_volume import series_to_volume
+from conftest import load_truth, phantom_volume_and_label
 from operators.postprocessing import MIN_LESION_ML, find_findings
 
 
 def _inputs(folder):
-    ct = series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()]).image
-    label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "label.nii.gz")))
-    return ct, label
+    volume, label = phantom_volume_and_label(folder)
+    return volume.image, label
 
 
 @pytest.mark.parametrize("position", ["HFS", "FFS", "HFP", "FFP"])

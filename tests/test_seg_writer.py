@@ -9,17 +9,14 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk
 
-from conftest import dciodvfy_errors
-from operators.ct_volume import series_to_volume
+from conftest import dciodvfy_errors, phantom_volume_and_label
 from operators.postprocessing import find_findings
 from operators.seg_writer import write_seg
 
 
 def _seg_for(folder, tmp_path):
-    volume = series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()])
-    label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "label.nii.gz")))
+    volume, label = phantom_volume_and_label(folder)
     _, findings = find_findings(label, volume.image)
     seg = write_seg(volume.slices, findings, "test-model", "1.2.3")
     tmp_path.mkdir(parents=True, exist_ok=True)

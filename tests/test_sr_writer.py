@@ -6,10 +6,8 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk
 
-from conftest import dciodvfy_errors
-from operators.ct_volume import series_to_volume
+from conftest import dciodvfy_errors, phantom_volume_and_label
 from operators.postprocessing import find_findings
 from operators.seg_writer import write_seg
 from operators.sr_writer import write_sr
@@ -18,8 +16,7 @@ from operators.sr_writer import write_sr
 @pytest.fixture(scope="module")
 def written(phantom_cases, tmp_path_factory):
     folder = phantom_cases("HFP")
-    volume = series_to_volume([pydicom.dcmread(p) for p in (folder / "dicom").iterdir()])
-    label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "label.nii.gz")))
+    volume, label = phantom_volume_and_label(folder)
     _, findings = find_findings(label, volume.image)
     out = tmp_path_factory.mktemp("sr")
     seg = write_seg(volume.slices, findings, "test-model", "1.2.3")

@@ -121,7 +121,6 @@ def _write_seg(case: Path, out: Path) -> None:
     normal = np.cross(*np.array(datasets[0].ImageOrientationPatient, float).reshape(2, 3))
     datasets.sort(key=lambda ds: float(normal @ np.array(ds.ImagePositionPatient, float)))
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "label.nii.gz")))  # slice order = along normal
-    algorithm = hd.AlgorithmIdentificationSequence(name="truth", version="1", family=codes.cid7162.ArtificialIntelligence)
     descriptions = []
     for number, (name, category, prop) in enumerate((
             ("kidney", codes.SCT.Organ, codes.SCT.Kidney),
