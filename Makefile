@@ -40,7 +40,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # The bundled demo model: phantoms -> import -> tiny 5-fold training -> evaluation -> models/renalnode-demo.
-# Resumable: an interrupted run goes on where it stopped. About 40 minutes on a 2-core CPU.
+# Resumable: an interrupted run goes on where it stopped. About an hour on a 2-core CPU.
 DEMO_WORKSPACE := workspace/demo
 DEMO_DATASET := 990
 demo-model: setup
@@ -49,7 +49,8 @@ demo-model: setup
 	  $(VENV)/bin/renalnode train import --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --source phantom \
 	    --input $(DEMO_WORKSPACE)/phantoms --name RenalPhantom --test-fraction 0.2 --seed 2026
 	$(VENV)/bin/renalnode train run --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny
-	$(VENV)/bin/renalnode train evaluate --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny
+	$(VENV)/bin/renalnode train evaluate --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
+	  --no-mirroring
 	$(VENV)/bin/renalnode train export --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
 	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.1.0 \
 	  --description "Demo model trained on 24 synthetic phantoms (renalnode phantom --small --seed 2026) with the tiny profile. Not trained on patient data; not for clinical use."

@@ -57,7 +57,7 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     ws, common, _ = trained
     result = run_renalnode("train", "evaluate", *common, *SMOKE)
     assert "| Class type | Accuracy (%) | Precision (%) | Recall (%) | F1-score (%) | Dice (%) |" in result.stdout
-    assert "Held-out test split (ensemble of the folds): 1 cases" in result.stdout
+    assert "Held-out test split (ensemble of the folds, probabilities averaged): 1 cases" in result.stdout
     report = json.loads(next((ws / "nnUNet_results").glob("*/*/evaluation.json")).read_text())
     assert report["folds_evaluated"] == [0]
     assert report["cross_validation"]["cases"] == 1 and report["test"]["cases"] == 1

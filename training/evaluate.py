@@ -38,10 +38,11 @@ def evaluate_fold(folder: Path, fold: int, labels_dir: Path) -> Evaluation:
     return evaluation
 
 
-def evaluate_test(folder: Path, folds: list[int], images_dir: Path, labels_dir: Path, log) -> Evaluation:
+def evaluate_test(folder: Path, folds: list[int], images_dir: Path, labels_dir: Path, mirroring: bool,
+                  log) -> Evaluation:
     """Metrics of the fold ensemble on the held-out test cases."""
     evaluation = Evaluation()
-    predictor = EnsemblePredictor(folder, folds)
+    predictor = EnsemblePredictor(folder, folds, use_mirroring=mirroring)
     for label_path in sorted(labels_dir.glob("*.nii.gz")):
         case_id = label_path.name[: -len(".nii.gz")]
         image = sitk.ReadImage(str(images_dir / f"{case_id}_0000.nii.gz"))
@@ -58,7 +59,7 @@ def _pct(value) -> str:
 def markdown(report: dict) -> str:
     lines = []
     for title, key in (("Cross-validation (nnU-Net validation predictions of every fold)", "cross_validation"),
-                       ("Held-out test split (ensemble of the folds)", "test")):
+                       ("Held-out test split (ensemble of the folds, probabilities averaged)", "test")):
         summary = report.get(key)
         if not summary:
             continue
@@ -91,7 +92,7 @@ def markdown(report: dict) -> str:
 
 
 def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None = None, test: bool = True,
-             log=sys.stderr) -> dict:
+             test_mirroring: bool = True, log=sys.stderr) -> dict:
     """Evaluate every trained fold; writes evaluation.json and evaluation.md into the model folder."""
     ws.activate()
     chosen = PROFILES[profile]
@@ -112,7 +113,9 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     report["cross_validation"] = total.summary()
     if test and any((raw / "labelsTs").glob("*.nii.gz")):
         print(f"[evaluate] test split with the ensemble of folds {folds}", file=log, flush=True)
-        report["test"] = evaluate_test(folder, folds, raw / "imagesTs", raw / "labelsTs", log).summary()
+        report["test"] = evaluate_test(folder, folds, raw / "imagesTs", raw / "labelsTs", test_mirroring,
+                                       log).summary()
+        report["test"]["mirroring"] = test_mirroring
     (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "evaluation.md").write_text(markdown(report))
     return report

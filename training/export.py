@@ -73,7 +73,7 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
                           "test_cases": len(dataset_json.get("renalnode", {}).get("test_cases", [])),
                           "label_voxels": dataset_json.get("renalnode", {}).get("label_voxels", {})},
         "cross_validation": {k: cv[k] for k in ("cases", "per_class", "average", "lesion_detection")},
-        "test": {k: evaluation["test"][k] for k in ("cases", "per_class", "average", "lesion_detection")}
+        "test": {k: evaluation["test"][k] for k in ("cases", "per_class", "average", "lesion_detection", "mirroring")}
         if "test" in evaluation else None,
         "metric_definitions": evaluation["metric_definitions"],
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
