@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from training.workspace import DEFAULT_WORKSPACE, Workspace
@@ -62,8 +63,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_import(args) -> int:
-    import re
-
     from training.dataset_import import import_dataset
 
     if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
