@@ -42,6 +42,11 @@ class ModelPackage:
         return self.card["version"]
 
 
+def folds_with_checkpoint(model_dir: Path) -> list[int]:
+    """Folds of an nnU-Net trained-model folder that hold a final checkpoint."""
+    return sorted(int(p.parent.name.split("_")[1]) for p in Path(model_dir).glob(f"fold_*/{CHECKPOINT}"))
+
+
 def load_model_package(path: Path) -> ModelPackage:
     path = Path(path)
     card_path = path / CARD
@@ -69,7 +74,7 @@ def load_model_package(path: Path) -> ModelPackage:
     dataset_labels = json.loads((nnunet / "dataset.json").read_text()).get("labels", {})
     if {str(v): k for k, v in dataset_labels.items()} != EXPECTED_LABELS:
         raise ModelPackageError(f"{path}: dataset.json labels {dataset_labels} differ from the contract")
-    on_disk = sorted(int(p.parent.name.split("_")[1]) for p in nnunet.glob(f"fold_*/{CHECKPOINT}"))
+    on_disk = folds_with_checkpoint(nnunet)
     if not card["folds"] or on_disk != sorted(card["folds"]):
         raise ModelPackageError(f"{path}: the card lists folds {card['folds']}, the folder holds {on_disk}")
     return ModelPackage(path, card)

@@ -10,6 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from renalnode.ensemble import EnsemblePredictor
+from renalnode.model_package import folds_with_checkpoint
 from training.metrics import Evaluation, __doc__ as METRICS_DOC
 from training.profiles import PROFILES
 from training.run import model_folder
@@ -20,10 +21,6 @@ ROWS = (("kidney", "Kidney"), ("solid_mass", "Solid renal masses"), ("cyst", "Re
 
 def _read(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-
-
-def trained_folds(folder: Path) -> list[int]:
-    return sorted(int(p.parent.name.split("_")[1]) for p in folder.glob("fold_*/checkpoint_final.pth"))
 
 
 def evaluate_fold(folder: Path, fold: int, labels_dir: Path) -> Evaluation:
@@ -98,7 +95,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     chosen = PROFILES[profile]
     dataset = ws.dataset_name(dataset_id)
     folder = model_folder(ws, dataset, trainer or chosen.trainer, chosen.plans)
-    folds = trained_folds(folder)
+    folds = folds_with_checkpoint(folder)
     if not folds:
         raise ValueError(f"no trained fold in {folder}; run `renalnode train run` first")
     raw = ws.raw / dataset

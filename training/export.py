@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from renalnode.labels import LABEL_NAMES
-from renalnode.model_package import CARD, CHECKPOINT, FORMAT, NNUNET_DIR, load_model_package
-from training.evaluate import trained_folds
+from renalnode.model_package import CARD, CHECKPOINT, FORMAT, NNUNET_DIR, folds_with_checkpoint, load_model_package
 from training.profiles import CONFIGURATION, PROFILES
 from training.run import model_folder
 from training.workspace import Workspace
@@ -32,7 +31,7 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
     dataset = ws.dataset_name(dataset_id)
     trainer = trainer or chosen.trainer
     folder = model_folder(ws, dataset, trainer, chosen.plans)
-    folds = trained_folds(folder)
+    folds = folds_with_checkpoint(folder)
     if not folds:
         raise ValueError(f"no trained fold in {folder}; run `renalnode train run` first")
     evaluation_path = folder / "evaluation.json"

@@ -13,14 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from renalnode.ensemble import default_device
 from training.profiles import CONFIGURATION, PROFILES, TINY_PLANS, write_tiny_plans
 from training.workspace import Workspace
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @contextlib.contextmanager
@@ -79,7 +74,7 @@ def train(ws: Workspace, dataset_id: int, profile: str, folds: list[int], traine
     if not folds or any(f not in range(5) for f in folds):
         raise ValueError("folds must be among 0, 1, 2, 3, 4")
     ws.activate()
-    device = device or default_device()
+    device = device or default_device().type
     if device == "cpu":
         # Two cores: augmenting in the training process is faster than feeding it from a worker.
         os.environ.setdefault("nnUNet_n_proc_DA", "0")
