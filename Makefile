@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages test phantoms demo-model clean-venv
+.PHONY: setup system-packages test phantoms demo-model clean-venv map
 
 setup: system-packages $(VENV)/.installed
 
@@ -54,3 +54,7 @@ demo-model: setup
 	$(VENV)/bin/renalnode train export --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
 	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.1.0 \
 	  --description "Demo model trained on 24 synthetic phantoms (renalnode phantom --small --seed 2026) with the tiny profile. Not trained on patient data; not for clinical use."
+
+# The MONAI Application Package: build context and manifests always, the image where Docker runs.
+map: setup
+	$(PY) -m deploy.map --model $(or $(MODEL),models/renalnode-demo) --out build/map

@@ -13,7 +13,11 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from holoscan.core import OperatorSpec
 from pydicom import Dataset
+
+from operators.recording import RecordingOperator
+from renalnode.run_record import VOLUME_REJECTED
 
 # Tolerances relative to the slice spacing / pixel size: DICOM positions are decimal strings.
 POSITION_TOLERANCE = 0.01
@@ -103,3 +107,22 @@ def series_to_volume(slices: Sequence[Dataset]) -> CTVolume:
     image.SetSpacing([pixel_spacing[1], pixel_spacing[0], spacing])  # PixelSpacing is (row step, column step)
     image.SetDirection([float(v) for v in np.column_stack([row, col, normal]).ravel()])
     return CTVolume(image, slices)
+
+
+class CTVolumeOperator(RecordingOperator):
+    """Emits the chosen series as a `CTVolume`; a series that cannot be one ends the run with the reason."""
+
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("series")
+        spec.output("volume")
+
+    def compute(self, op_input, op_output, context):
+        slices = op_input.receive("series")
+        try:
+            with self.record.stage("volume"):
+                volume = series_to_volume(slices)
+        except VolumeError as exc:
+            self.record.stop(VOLUME_REJECTED, f"series {self.record.series_uid} cannot be segmented: {exc}")
+            return
+        op_output.emit(volume, "volume")

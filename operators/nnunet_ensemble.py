@@ -8,11 +8,15 @@ are put back on the CT's own grid afterwards.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from holoscan.core import OperatorSpec
 
+from operators.ct_volume import CTVolume
+from operators.recording import RecordingOperator
 from renalnode.ensemble import EnsemblePredictor
 from renalnode.model_package import ModelPackage, load_model_package
 from training.dataset_import.writer import CANONICAL_ORIENTATION
@@ -47,3 +51,37 @@ def segment_ct(ct: sitk.Image, predictor: EnsemblePredictor) -> np.ndarray:
     if back.GetSize() != ct.GetSize() or not np.allclose(back.GetOrigin(), ct.GetOrigin(), atol=1e-3):
         raise RuntimeError("labels did not return to the CT grid")
     return sitk.GetArrayFromImage(back)
+
+
+@dataclass
+class SegmentedVolume:
+    volume: CTVolume
+    label: np.ndarray      # uint8, numpy order (k, j, i) on the CT grid
+    model: ModelPackage
+
+
+class NnunetEnsembleOperator(RecordingOperator):
+    """Segments the volume with the model package, loaded on this process's first study only."""
+
+    def __init__(self, fragment, *args, model_dir: Path, tile_step_size: float, use_mirroring: bool, **kwargs):
+        self.model_dir = Path(model_dir)
+        self.tile_step_size = tile_step_size
+        self.use_mirroring = use_mirroring
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("volume")
+        spec.output("segmented")
+
+    def compute(self, op_input, op_output, context):
+        volume = op_input.receive("volume")
+        loads_before = LOAD_COUNT
+        with self.record.stage("model"):
+            package, predictor = cached_predictor(self.model_dir, self.tile_step_size, self.use_mirroring)
+        self.record.model = {"name": package.name, "version": package.version, "path": str(package.path),
+                             "folds": package.folds,
+                             "device": str(predictor.device), "loaded_now": LOAD_COUNT > loads_before,
+                             "tile_step_size": self.tile_step_size, "mirroring": self.use_mirroring}
+        with self.record.stage("inference"):
+            label = segment_ct(volume.image, predictor)
+        op_output.emit(SegmentedVolume(volume, label, package), "segmented")

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from holoscan.core import OperatorSpec
 from PIL import Image
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
@@ -24,7 +25,8 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Image as FlowImage, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from operators.postprocessing import Finding
+from operators.postprocessing import Finding, StudyFindings
+from operators.recording import RecordingOperator
 from operators.seg_writer import COLOURS, output_uids
 from renalnode import __version__
 
@@ -141,3 +143,19 @@ def encapsulate_pdf(pdf: bytes, source: Dataset, model_name: str, model_version:
     ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
     ds.EncapsulatedDocumentLength = len(pdf)
     return ds
+
+
+class PdfReportOperator(RecordingOperator):
+    """Writes `pdf.dcm`, the report as an Encapsulated PDF in the source study."""
+
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("findings")
+
+    def compute(self, op_input, op_output, context):
+        study: StudyFindings = op_input.receive("findings")
+        source = study.volume.slices[0]
+        with self.record.stage("pdf"):
+            pdf = render_pdf(study.volume.image, study.findings, study.model.name, study.model.version, source)
+            self.record.save_output("PDF", encapsulate_pdf(pdf, source, study.model.name, study.model.version),
+                                    self.output_folder)

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from holoscan.core import OperatorSpec
 from scipy import ndimage
 
+from operators.ct_volume import CTVolume
+from operators.recording import RecordingOperator
 from renalnode import labels
+from renalnode.model_package import ModelPackage
 from renalnode.measurements import ObjectMeasurement, measure, voxel_centres_mm
 
 MIN_LESION_ML = 0.05
@@ -36,6 +40,12 @@ class Finding:
     mask: np.ndarray     # boolean, numpy order (k, j, i) on the CT grid
     measurement: ObjectMeasurement
     mean_hu: float
+
+    def summary(self) -> dict:
+        """The finding's figures without its mask, as the run record and the node show them."""
+        return {"name": self.name, "kind": self.kind, "side": self.side,
+                "volume_ml": round(self.measurement.volume_ml, 3), "mean_hu": round(self.mean_hu, 1),
+                "max_diameter_mm": round(self.measurement.max_diameter_mm, 1)}
 
     @property
     def name(self) -> str:
@@ -104,3 +114,27 @@ def find_findings(label: np.ndarray, ct: sitk.Image) -> tuple[np.ndarray, list[F
             finding.number = number
         findings += lesions
     return label, findings
+
+
+@dataclass
+class StudyFindings:
+    volume: CTVolume
+    label: np.ndarray          # the cleaned label map
+    findings: list[Finding]
+    model: ModelPackage
+
+
+class PostprocessingOperator(RecordingOperator):
+    """Emits the study's findings to the writers."""
+
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("segmented")
+        spec.output("findings")
+
+    def compute(self, op_input, op_output, context):
+        segmented = op_input.receive("segmented")
+        with self.record.stage("postprocessing"):
+            label, findings = find_findings(segmented.label, segmented.volume.image)
+        self.record.findings = [f.summary() for f in findings]
+        op_output.emit(StudyFindings(segmented.volume, label, findings, segmented.model), "findings")

@@ -3,14 +3,17 @@ on the source CT's own slices whatever the patient position, with the codes and 
 DESIGN.md contract and UIDs derived from the input series and the model version."""
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import highdicom as hd
 import numpy as np
+from holoscan.core import OperatorSpec
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
-from operators.postprocessing import Finding
+from operators.postprocessing import Finding, StudyFindings
+from operators.recording import RecordingOperator
 from renalnode import __version__
 from renalnode.uids import deterministic_uid
 
@@ -25,6 +28,7 @@ LATERALITY = {"right": Code("24028007", SCT, "Right"), "left": Code("7771000", S
 COLOURS = {"kidney": (0, 200, 0), "cyst": (0, 90, 255), "solid_mass": (230, 0, 0)}
 SEG_SERIES_NUMBER = 9901
 SEG_SERIES_DESCRIPTION = "renalnode kidney and renal lesion segmentation"
+log = logging.getLogger("renalnode.app")
 
 
 def _lab(rgb: tuple[int, int, int]) -> hd.color.CIELabColor:
@@ -81,3 +85,23 @@ def write_seg(slices: Sequence[Dataset], findings: Sequence[Finding], model_name
         manufacturer_model_name=model_name, software_versions=f"renalnode {__version__}; model {model_version}",
         device_serial_number="renalnode", series_description=SEG_SERIES_DESCRIPTION, omit_empty_frames=True,
         content_label="KIDNEYS", content_description="Kidneys, solid renal masses and renal cysts")
+
+
+class SegWriterOperator(RecordingOperator):
+    """Writes `seg.dcm` and passes the findings with their SEG on to the SR writer. A study without
+    any finding gets no SEG (a SEG needs a segment); its PDF says nothing was found."""
+
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("findings")
+        spec.output("seg")
+
+    def compute(self, op_input, op_output, context):
+        study: StudyFindings = op_input.receive("findings")
+        if not study.findings:
+            log.info("no kidney or lesion found: no SEG and no SR")
+            return
+        with self.record.stage("seg"):
+            seg = write_seg(study.volume.slices, study.findings, study.model.name, study.model.version)
+            self.record.save_output("SEG", seg, self.output_folder)
+        op_output.emit((study, seg), "seg")

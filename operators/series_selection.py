@@ -6,6 +6,7 @@ reason instead of an error. The rules and the ranking are documented in app/seri
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,13 @@ from typing import Sequence
 
 import numpy as np
 import yaml
+from holoscan.core import OperatorSpec
 from pydicom import Dataset
+
+from operators.recording import RecordingOperator
+from renalnode.run_record import NO_SUITABLE_SERIES
+
+log = logging.getLogger("renalnode.app")
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "app" / "series_rules.yaml"
 
@@ -129,3 +136,30 @@ def select_series(series: dict[str, Sequence[Dataset]], rules: SelectionRules
     chosen = SeriesChoice(best, f"{len(series[best])} axial slices of {float(first.SliceThickness):g} mm"
                                 f"{', contrast-enhanced' if _text(first, 'ContrastBolusAgent') else ''}")
     return chosen, passed_over
+
+
+class SeriesSelectionOperator(RecordingOperator):
+    """Emits the chosen series' instances; emits nothing (and the run ends) when no series qualifies."""
+
+    def __init__(self, fragment, *args, rules: SelectionRules, **kwargs):
+        self.rules = rules
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("study")
+        spec.output("series")
+
+    def compute(self, op_input, op_output, context):
+        study = op_input.receive("study")
+        with self.record.stage("select"):
+            chosen, passed_over = select_series(study.series, self.rules)
+        self.record.passed_over = {c.series_uid: c.reason for c in passed_over}
+        for choice in passed_over:
+            log.info("series %s passed over: %s", choice.series_uid, choice.reason)
+        if chosen is None:
+            reasons = "; ".join(f"{c.series_uid}: {c.reason}" for c in passed_over)
+            self.record.stop(NO_SUITABLE_SERIES, f"no suitable series in the study ({reasons or 'no DICOM series'})")
+            return
+        self.record.series_uid, self.record.selection_reason = chosen.series_uid, chosen.reason
+        log.info("series %s chosen: %s", chosen.series_uid, chosen.reason)
+        op_output.emit(study.series[chosen.series_uid], "series")

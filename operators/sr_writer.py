@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import highdicom as hd
+from holoscan.core import OperatorSpec
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from operators.postprocessing import Finding
+from operators.recording import RecordingOperator
 from operators.seg_writer import CYST, KIDNEY, LATERALITY, NEOPLASM, output_uids
 from renalnode.uids import deterministic_uid
 
@@ -66,3 +68,17 @@ def write_sr(slices: Sequence[Dataset], seg: hd.seg.Segmentation, findings: Sequ
         evidence=[*slices, seg], content=report[0], series_instance_uid=series_uid, series_number=SR_SERIES_NUMBER,
         sop_instance_uid=instance_uid, instance_number=1, manufacturer="renalnode",
         series_description=SR_SERIES_DESCRIPTION, is_complete=True)
+
+
+class SrWriterOperator(RecordingOperator):
+    """Writes `sr.dcm` for the findings of the SEG just written."""
+
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("seg")
+
+    def compute(self, op_input, op_output, context):
+        study, seg = op_input.receive("seg")
+        with self.record.stage("sr"):
+            sr = write_sr(study.volume.slices, seg, study.findings, study.model.name, study.model.version)
+            self.record.save_output("SR", sr, self.output_folder)

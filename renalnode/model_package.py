@@ -78,3 +78,17 @@ def load_model_package(path: Path) -> ModelPackage:
     if not card["folds"] or on_disk != sorted(card["folds"]):
         raise ModelPackageError(f"{path}: the card lists folds {card['folds']}, the folder holds {on_disk}")
     return ModelPackage(path, card)
+
+
+def find_model_package(path: Path) -> Path:
+    """The package at `path`, or the single package inside it (a MAP's models folder holds one)."""
+    path = Path(path)
+    if (path / CARD).is_file():
+        return path
+    inside = sorted(p.parent for p in path.glob(f"*/{CARD}"))
+    if len(inside) == 1:
+        return inside[0]
+    if not inside:
+        raise ModelPackageError(f"no model package ({CARD}) at {path} or in its subfolders")
+    raise ModelPackageError(f"{path} holds {len(inside)} model packages ({', '.join(p.name for p in inside)}): "
+                            "name one")

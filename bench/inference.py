@@ -1,0 +1,127 @@
+"""Inference benchmark: renalnode's ensemble operator against plain nnU-Net on the same model package,
+volume, folds and mirroring, and the app's time per stage.
+
+    .venv/bin/python bench/inference.py [--case PHANTOM_CASE] [--full] [--device cpu|cuda]
+                                         [--no-mirroring] [--folds 0 1 2 3 4] [--model DIR]
+
+Without --case a phantom is made (128 x 128 with --small, the default; 512 x 512 with --full).
+Plain nnU-Net is `nnUNetv2_predict_from_modelfolder` (nnUNetv2_predict on a model folder), as a
+site would run it per study: a new process that loads the folds, reads the NIfTI, predicts and writes
+the label file. The ensemble operator's time is one study in a warm process (model already loaded),
+which is how the node runs it; its first-study time with the load is printed as well.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("nnUNet_n_proc_DA", "0")
+os.environ.setdefault("nnUNet_def_n_proc", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+import torch  # noqa: E402
+
+import operators.nnunet_ensemble as ensemble  # noqa: E402
+from app.app import DEFAULT_MODEL, AppSettings, run_study  # noqa: E402
+from operators.ct_volume import series_to_volume  # noqa: E402
+from operators.study_loader import read_study  # noqa: E402
+from renalnode.ensemble import EnsemblePredictor  # noqa: E402
+from renalnode.model_package import find_model_package, load_model_package  # noqa: E402
+from training.dataset_import.writer import CANONICAL_ORIENTATION  # noqa: E402
+from training.workspace import TRAINERS_DIR  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_phantom(folder: Path, full: bool) -> Path:
+    command = [sys.executable, "-m", "renalnode", "phantom", "--out", str(folder), "--cases", "1", "--seed", "3"]
+    subprocess.run(command + ([] if full else ["--small"]), check=True, capture_output=True)
+    return next(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
+def plain_nnunet(ct: sitk.Image, package_dir: Path, folds: list[int], mirroring: bool, device: str,
+                 work: Path) -> tuple[np.ndarray, float]:
+    """nnUNetv2_predict_from_modelfolder on the canonical volume, as a separate process."""
+    (work / "in").mkdir()
+    sitk.WriteImage(sitk.DICOMOrient(ct, CANONICAL_ORIENTATION), str(work / "in" / "case_0000.nii.gz"))
+    command = [str(Path(sys.executable).parent / "nnUNetv2_predict_from_modelfolder"), "-i", str(work / "in"),
+               "-o", str(work / "out"), "-m", str(package_dir / "nnunet"), "-f", *map(str, folds),
+               "-step_size", "0.5", "-device", device, "-npp", "1", "-nps", "1"]
+    if not mirroring:
+        command.append("--disable_tta")
+    env = dict(os.environ, nnUNet_extTrainer=str(TRAINERS_DIR))
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    seconds = time.perf_counter() - start
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(work / "out" / "case.nii.gz"))), seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", type=Path, help="a phantom case folder (with dicom/); made when absent")
+    parser.add_argument("--full", action="store_true", help="make a 512 x 512 phantom instead of a small one")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-mirroring", action="store_true")
+    parser.add_argument("--folds", type=int, nargs="+")
+    args = parser.parse_args()
+    mirroring = not args.no_mirroring
+    package = load_model_package(find_model_package(args.model))
+    folds = args.folds or package.folds
+
+    with tempfile.TemporaryDirectory(prefix="renalnode-bench-") as tmp:
+        tmp = Path(tmp)
+        case = args.case or make_phantom(tmp / "phantom", args.full)
+        study = read_study(case / "dicom")
+        (slices,) = study.series.values()
+        ct = series_to_volume(slices).image
+        print(f"volume {ct.GetSize()} voxels, spacing {tuple(round(s, 2) for s in ct.GetSpacing())} mm; "
+              f"model {package.name} {package.version}, folds {folds}, mirroring {mirroring}, device {args.device}"
+              + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+
+        # Ensemble operator: its own predictor (not the app's cache), first study then a warm one.
+        predictor, load_seconds = timed(EnsemblePredictor, package.nnunet_dir, folds, 0.5, mirroring,
+                                        torch.device(args.device))
+        _, first_seconds = timed(ensemble.segment_ct, ct, predictor)
+        ours, warm_seconds = timed(ensemble.segment_ct, ct, predictor)
+        plain, plain_seconds = plain_nnunet(ct, package.path, folds, mirroring, args.device, tmp)
+
+        canonical = sitk.GetArrayFromImage(sitk.DICOMOrient(_on_grid(ours, ct), CANONICAL_ORIENTATION))
+        agreement = float((canonical == plain).mean())
+        print(f"plain nnUNetv2_predict (new process, load + predict + files): {plain_seconds:8.2f} s")
+        print(f"ensemble operator, first study (load {load_seconds:.2f} s + predict {first_seconds:.2f} s): "
+              f"{load_seconds + first_seconds:8.2f} s")
+        print(f"ensemble operator, warm study:                                {warm_seconds:8.2f} s")
+        print(f"ratio plain / warm ensemble: {plain_seconds / warm_seconds:.2f}x; "
+              f"plain / first study: {plain_seconds / (load_seconds + first_seconds):.2f}x")
+        print(f"voxels with the same label (probability vs logit averaging may differ at edges): {agreement:.4%}")
+
+        settings = AppSettings(use_mirroring=mirroring)
+        run_study(case / "dicom", tmp / "app-first", package.path, settings)  # loads the model into the cache
+        record = run_study(case / "dicom", tmp / "app-warm", package.path, settings)
+        print("app stages, warm process (s): " + ", ".join(f"{k} {v:.2f}" for k, v in record.stage_seconds.items())
+              + f"; total {sum(record.stage_seconds.values()):.2f}")
+    return 0
+
+
+def _on_grid(labels: np.ndarray, ct: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(ct)
+    return image
+
+
+if __name__ == "__main__":
+    sys.exit(main())
