@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "operators", "renalnode", "training")
 ARTIFACTS = Path(__file__).resolve().parent / "map_artifacts.json"
 # Not needed inside the MAP: tests, packaging, and the SDKs that holoscan-cli's Dockerfile installs.
-NOT_AT_RUNTIME = re.compile(r"^(pytest|holoscan|holoscan-cli|holoscan-cu13|monai-deploy-app-sdk)(==|\[|$)", re.I)
+NOT_AT_RUNTIME = re.compile(r"^(pytest[\w-]*|holoscan[\w-]*|monai-deploy-app-sdk)\s*(==|\[|$)", re.I)
 MAIN = '''"""Entry point of the packaged application (python3 /opt/holoscan/app)."""
 import sys
 

@@ -25,7 +25,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Image as FlowImage, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from operators.postprocessing import Finding, StudyFindings
+from operators.postprocessing import Finding, StudyFindings, segment_map
 from operators.recording import RecordingOperator
 from operators.seg_writer import COLOURS, output_uids
 from renalnode import __version__
@@ -44,13 +44,11 @@ class KeyImages:
 
     def __init__(self, ct: sitk.Image, findings: Sequence[Finding]):
         self.lps = sitk.DICOMOrient(ct, "LPS")
-        self.hu = sitk.GetArrayFromImage(self.lps)
+        self.hu = sitk.GetArrayViewFromImage(self.lps)
         self.findings = list(findings)
-        self.masks = []
-        for finding in findings:
-            mask = sitk.GetImageFromArray(finding.mask.astype(np.uint8))
-            mask.CopyInformation(ct)
-            self.masks.append(sitk.GetArrayFromImage(sitk.DICOMOrient(mask, "LPS")).astype(bool))
+        numbers = sitk.GetImageFromArray(segment_map(findings, sitk.GetArrayViewFromImage(ct).shape))
+        numbers.CopyInformation(ct)
+        self.numbers = sitk.GetArrayFromImage(sitk.DICOMOrient(numbers, "LPS"))  # segment number per voxel
 
     def through(self, focus: int, width_px: int = 320) -> Image.Image:
         """The axial slice through finding `focus`'s centroid, every finding's colour overlaid."""
@@ -59,9 +57,10 @@ class KeyImages:
         level, width = WINDOW
         grey = np.clip((self.hu[k] - (level - width / 2)) / width, 0, 1)
         rgb = np.repeat(grey[..., None], 3, axis=2)
-        for n, (finding, mask) in enumerate(zip(self.findings, self.masks)):
+        for n, finding in enumerate(self.findings):
+            inside = self.numbers[k] == n + 1
             alpha = 0.55 if n == focus else 0.35
-            rgb[mask[k]] = (1 - alpha) * rgb[mask[k]] + alpha * np.array(COLOURS[finding.kind]) / 255
+            rgb[inside] = (1 - alpha) * rgb[inside] + alpha * np.array(COLOURS[finding.kind]) / 255
         picture = Image.fromarray((rgb * 255).astype(np.uint8))
         sx, sy = self.lps.GetSpacing()[:2]  # rows may be spaced unlike columns
         rows, columns = self.hu.shape[1:]

@@ -13,6 +13,7 @@ below what the report's readers act on (the smallest lesion of interest is about
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -53,36 +54,62 @@ class Finding:
         return f"{self.side.capitalize()} kidney" if self.kind == "kidney" else f"{kind.capitalize()} {self.number}"
 
 
+def segment_map(findings: Sequence[Finding], shape: tuple[int, ...]) -> np.ndarray:
+    """The segment number (1-based, in `findings` order) of every voxel, 0 outside all findings.
+    Findings never overlap, so one array holds them all: the SEG and the key images use it instead
+    of a stack of masks, which would take a whole volume per finding."""
+    numbers = np.zeros(shape, np.uint8 if len(findings) < 256 else np.uint16)
+    for number, finding in enumerate(findings, start=1):
+        numbers[finding.mask] = number
+    return numbers
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
+    """26-connected components: the label array and, per component, (index, voxels, bounding box
+    grown by one voxel). Work on a component stays inside its box, so a 512 x 512 x 600 CT with many
+    specks costs no more than a few full-volume passes."""
+    components, count = ndimage.label(mask, CONNECTIVITY)
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    parts = []
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        grown = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, mask.shape))
+        parts.append((index, int(sizes[index]), grown))
+    return components, parts
+
+
 def body_midline_x(ct: sitk.Image, hu: np.ndarray) -> float:
     """Patient x (mm) of the body's midline: the mean x of the largest region above BODY_HU."""
-    components, count = ndimage.label(hu > BODY_HU)
-    if count == 0:
+    components, parts = _components(hu > BODY_HU)
+    if not parts:
         raise ValueError("no body in the image")
-    sizes = ndimage.sum_labels(np.ones_like(components), components, index=np.arange(1, count + 1))
-    body = components == (int(np.argmax(sizes)) + 1)
-    # Columns suffice: x of a voxel depends on its indices through the direction matrix.
-    sample = np.argwhere(body)[:: max(1, int(body.sum()) // 200_000)]
-    return float(voxel_centres_mm(sample, ct)[:, 0].mean())
+    largest = max(parts, key=lambda part: part[1])[0]
+    # Patient coordinates are affine in the voxel indices, so the mean x is the x of the mean index.
+    centre = np.array([ndimage.center_of_mass(components == largest)])
+    return float(voxel_centres_mm(centre, ct)[0, 0])
 
 
 def _remove_tiny(label: np.ndarray, voxel_ml: float) -> np.ndarray:
     label = label.copy()
     kidney = label == labels.KIDNEY
     for value in labels.LESION_LABELS:
-        components, count = ndimage.label(label == value, CONNECTIVITY)
-        for index, size in enumerate(np.bincount(components.ravel())[1:], start=1):
+        components, parts = _components(label == value)
+        for index, size, box in parts:
             if size * voxel_ml < MIN_LESION_ML:
-                part = components == index
-                touches = (ndimage.binary_dilation(part, CONNECTIVITY) & kidney).any()
-                label[part] = labels.KIDNEY if touches else labels.BACKGROUND
+                part = components[box] == index
+                touches = (ndimage.binary_dilation(part, CONNECTIVITY) & kidney[box]).any()
+                label[box][part] = labels.KIDNEY if touches else labels.BACKGROUND
     lesion = np.isin(label, labels.LESION_LABELS)
-    components, count = ndimage.label(label == labels.KIDNEY, CONNECTIVITY)
-    for index, size in enumerate(np.bincount(components.ravel())[1:], start=1):
+    components, parts = _components(label == labels.KIDNEY)
+    for index, size, box in parts:
         if size * voxel_ml < MIN_KIDNEY_FRAGMENT_ML:
-            part = components == index
-            if not (ndimage.binary_dilation(part, CONNECTIVITY) & lesion).any():
-                label[part] = labels.BACKGROUND
+            part = components[box] == index
+            if not (ndimage.binary_dilation(part, CONNECTIVITY) & lesion[box]).any():
+                label[box][part] = labels.BACKGROUND
     return label
+
+
+def _finding(kind: str, side: str, mask: np.ndarray, ct: sitk.Image, hu: np.ndarray) -> Finding:
+    return Finding(kind, side, 1, mask, measure(mask, ct), float(hu[mask].mean()))
 
 
 def find_findings(label: np.ndarray, ct: sitk.Image) -> tuple[np.ndarray, list[Finding]]:
@@ -98,17 +125,18 @@ def find_findings(label: np.ndarray, ct: sitk.Image) -> tuple[np.ndarray, list[F
     findings: list[Finding] = []
     for side, chosen in (("right", kidney_voxels[on_right]), ("left", kidney_voxels[~on_right])):
         if len(chosen):
-            mask = np.zeros(label.shape, bool)
+            mask = np.zeros(label.shape, bool)  # zeroed pages cost no memory until written
             mask[tuple(chosen.T)] = True
-            findings.append(Finding("kidney", side, 1, mask, measure(mask, ct), float(hu[mask].mean())))
+            findings.append(_finding("kidney", side, mask, ct, hu))
     for value in labels.LESION_LABELS:
-        components, count = ndimage.label(label == value, CONNECTIVITY)
+        components, parts = _components(label == value)
         lesions = []
-        for index in range(1, count + 1):
-            mask = components == index
-            m = measure(mask, ct)
-            side = "right" if m.centroid_mm[0] < midline else "left"
-            lesions.append(Finding(KIND_OF_LABEL[value], side, 0, mask, m, float(hu[mask].mean())))
+        for index, _, box in parts:
+            mask = np.zeros(label.shape, bool)
+            mask[box] = components[box] == index
+            lesion = _finding(KIND_OF_LABEL[value], "", mask, ct, hu)
+            lesion.side = "right" if lesion.measurement.centroid_mm[0] < midline else "left"
+            lesions.append(lesion)
         lesions.sort(key=lambda f: (f.side != "right", -f.measurement.centroid_mm[2]))
         for number, finding in enumerate(lesions, start=1):
             finding.number = number

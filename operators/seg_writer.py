@@ -12,7 +12,7 @@ from holoscan.core import OperatorSpec
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
-from operators.postprocessing import Finding, StudyFindings
+from operators.postprocessing import Finding, StudyFindings, segment_map
 from operators.recording import RecordingOperator
 from renalnode import __version__
 from renalnode.uids import deterministic_uid
@@ -76,10 +76,10 @@ def write_seg(slices: Sequence[Dataset], findings: Sequence[Finding], model_name
                                                        Code("123109", "DCM", "Artificial Intelligence")))
     source_series = slices[0].SeriesInstanceUID
     descriptions = [segment_description(n, f, algorithm, source_series) for n, f in enumerate(findings, start=1)]
-    masks = np.stack([f.mask for f in findings], axis=-1)
+    numbers = segment_map(findings, findings[0].mask.shape)  # highdicom's label-map form
     series_uid, instance_uid = output_uids(source_series, model_name, model_version, "SEG")
     return hd.seg.Segmentation(
-        source_images=list(slices), pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        source_images=list(slices), pixel_array=numbers, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=series_uid, series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=instance_uid, instance_number=1, manufacturer="renalnode",
         manufacturer_model_name=model_name, software_versions=f"renalnode {__version__}; model {model_version}",

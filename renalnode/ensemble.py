@@ -16,6 +16,9 @@ import torch
 from training.workspace import TRAINERS_DIR
 
 
+SOFTMAX_SLAB = 16  # slices (first spatial axis) turned into probabilities at once
+
+
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
@@ -38,9 +41,16 @@ def _probability_averaging_predictor_class():
             for params in self.list_of_parameters:
                 network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
                 network.load_state_dict(params)
-                probabilities = torch.softmax(self.predict_sliding_window_return_logits(data).to("cpu").float(), 0)
-                total = probabilities if total is None else total.add_(probabilities)
-            return torch.log(total.div_(len(self.list_of_parameters)).clamp_(min=1e-12))
+                logits = self.predict_sliding_window_return_logits(data)
+                if total is None:
+                    total = torch.zeros(logits.shape, dtype=torch.float32)
+                # A slab of slices at a time: a float copy of a whole 512 x 512 x 600 volume's
+                # logits would cost gigabytes on top of the sum.
+                for start in range(0, logits.shape[1], SOFTMAX_SLAB):
+                    slab = slice(start, start + SOFTMAX_SLAB)
+                    total[:, slab] += torch.softmax(logits[:, slab].float(), 0).cpu()
+                del logits
+            return total.div_(len(self.list_of_parameters)).clamp_(min=1e-12).log_()
 
     return ProbabilityAveragingPredictor
 
