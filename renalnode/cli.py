@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deploy.node import cli as node_cli
 from training import cli as train_cli
 from training.phantom import cli as phantom_cli
 
-SUBCOMMANDS = [phantom_cli, train_cli]
+SUBCOMMANDS = [phantom_cli, train_cli, node_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:

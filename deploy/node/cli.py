@@ -1,0 +1,86 @@
+"""Node commands: `renalnode serve | status | retry | quarantine list | echo`, each with --config."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from deploy.node.config import load_config
+
+
+def _when(seconds: float | None) -> str:
+    return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S") if seconds else "-"
+
+
+def _serve(args) -> int:
+    from deploy.node.service import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    return serve(load_config(args.config))
+
+
+def _journal(args):
+    from deploy.node.journal import Journal
+
+    return Journal(load_config(args.config).journal_url)
+
+
+def _status(args) -> int:
+    journal = _journal(args)
+    for name, counts in journal.counts().items():
+        print(f"{name}: " + (", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "none"))
+    print(f"\n{'job':>5}  {'state':<14} {'attempts':>8}  {'created':<19}  {'finished':<19}  series / reason")
+    for job in journal.recent_jobs(args.limit):
+        print(f"{job['id']:>5}  {job['state']:<14} {job['attempts']:>8}  {_when(job['created']):<19}  "
+              f"{_when(job['finished']):<19}  {job['series_uid']}" + (f"\n{'':>7}{job['reason']}" if job['reason'] else ""))
+    return 0
+
+
+def _retry(args) -> int:
+    _journal(args).retry(args.job)
+    print(f"job {args.job}: its series will be routed and processed again")
+    return 0
+
+
+def _quarantine(args) -> int:
+    rows = _journal(args).quarantined()
+    for row in rows:
+        print(f"job {row['id']}  series {row['series_uid']}  {row['instances']} instance(s) from "
+              f"{row['calling_aet']}\n    {row['reason']}")
+    if not rows:
+        print("nothing quarantined")
+    return 0
+
+
+def _echo(args) -> int:
+    from deploy.node.dispatcher import DispatchError, echo
+
+    config = load_config(args.config)
+    if args.destination not in config.destinations:
+        raise ValueError(f"no destination {args.destination!r}; configured: {sorted(config.destinations)}")
+    try:
+        print(echo(config.destinations[args.destination], config.listener.ae_title))
+    except DispatchError as exc:
+        print(f"{args.destination}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_parser(sub) -> None:
+    def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument("--config", type=Path, required=True, help="the node's TOML or YAML file")
+        parser.set_defaults(func=function)
+        return parser
+
+    command("serve", _serve, "run the DICOM node: receive, process, send back")
+    command("status", _status, "queue counts and recent jobs").add_argument("--limit", type=int, default=20)
+    command("retry", _retry, "route and process a failed or quarantined job's series again").add_argument(
+        "job", type=int)
+    quarantine = command("quarantine", _quarantine, "quarantined series with their reasons")
+    quarantine.add_argument("action", choices=["list"])
+    command("echo", _echo, "check a destination (C-ECHO or a DICOMweb query)").add_argument("destination")

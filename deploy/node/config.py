@@ -1,0 +1,136 @@
+"""The node's configuration file (TOML or YAML), validated at start so a mistake stops the node
+with a message instead of surfacing at 3 a.m.; secrets (DICOMweb passwords) come from environment
+variables the file names, never from the file itself.
+
+    [listener]            ae_title, host, port, allowed_calling_aets, allowed_hosts (optional),
+                          max_associations, min_free_disk_mb, tls = {certificate, private_key, ca}
+    [node]                spool, journal (SQLAlchemy URL; sqlite:///... by default), model,
+                          quiet_seconds, max_wait_seconds, max_attempts, mirroring, tile_step_size
+    [routing]             rules (a YAML file, see deploy/node/routing.py)
+    [destinations.NAME]   kind = "dicom": host, port, ae_title
+                          kind = "dicomweb": url, username, password_env
+    [dispatch]            retry_base_seconds, retry_max_seconds
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TLS:
+    certificate: Path
+    private_key: Path
+    ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    ae_title: str = "RENALNODE"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    allowed_calling_aets: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()          # empty: any host (the AE title check still applies)
+    max_associations: int = 8
+    min_free_disk_mb: int = 2048                 # refuse new associations below this much free spool disk
+    tls: TLS | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    kind: str                     # "dicom" (C-STORE) or "dicomweb" (STOW-RS)
+    host: str = ""
+    port: int = 0
+    ae_title: str = ""
+    url: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    listener: ListenerConfig
+    spool: Path
+    journal_url: str
+    model: Path
+    routing_rules: Path
+    destinations: dict[str, Destination]
+    quiet_seconds: float = 10.0
+    max_wait_seconds: float = 600.0
+    max_attempts: int = 3
+    mirroring: bool = True
+    tile_step_size: float = 0.5
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+
+    @property
+    def results(self) -> Path:
+        return self.spool / "results"
+
+
+def _read(path: Path) -> dict:
+    text = path.read_text()
+    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a configuration table")
+    return data
+
+
+def _destination(name: str, data: dict) -> Destination:
+    kind = data.get("kind")
+    if kind == "dicom":
+        missing = [k for k in ("host", "port", "ae_title") if not data.get(k)]
+    elif kind == "dicomweb":
+        missing = [k for k in ("url",) if not data.get(k)]
+    else:
+        raise ValueError(f"destination {name}: kind must be 'dicom' or 'dicomweb', not {kind!r}")
+    if missing:
+        raise ValueError(f"destination {name}: {', '.join(missing)} missing")
+    password = ""
+    if data.get("password_env"):
+        password = os.environ.get(data["password_env"], "")
+        if not password:
+            raise ValueError(f"destination {name}: environment variable {data['password_env']} is not set")
+    return Destination(name=name, kind=kind, host=str(data.get("host", "")), port=int(data.get("port", 0)),
+                       ae_title=str(data.get("ae_title", "")), url=str(data.get("url", "")),
+                       username=str(data.get("username", "")), password=password)
+
+
+def load_config(path: Path) -> NodeConfig:
+    path = Path(path)
+    try:
+        data = _read(path)
+    except FileNotFoundError:
+        raise ValueError(f"configuration file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    base = path.parent
+    listener_data = dict(data.get("listener", {}))
+    tls = listener_data.pop("tls", None)
+    try:
+        listener = ListenerConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in listener_data.items()},
+            tls=TLS(**{k: base / v for k, v in tls.items()}) if tls else None)
+        node = data.get("node", {})
+        spool = base / node.get("spool", "spool")
+        config = NodeConfig(
+            listener=listener, spool=spool,
+            journal_url=node.get("journal", f"sqlite:///{spool / 'journal.sqlite'}"),
+            model=(base / node["model"]) if "model" in node else ROOT / "models" / "renalnode-demo",
+            routing_rules=base / data.get("routing", {}).get("rules", ROOT / "deploy" / "node" / "routing.yaml"),
+            destinations={name: _destination(name, d) for name, d in data.get("destinations", {}).items()},
+            **{k: v for k, v in node.items() if k in ("quiet_seconds", "max_wait_seconds", "max_attempts",
+                                                       "mirroring", "tile_step_size")},
+            **{k: v for k, v in data.get("dispatch", {}).items()})
+    except TypeError as exc:  # an unknown or misspelt key
+        raise ValueError(f"{path}: {exc}") from None
+    if not listener.allowed_calling_aets:
+        raise ValueError(f"{path}: listener.allowed_calling_aets is empty: no modality could store")
+    return config

@@ -1,0 +1,105 @@
+"""The dispatcher: sends each job's result objects to its destinations from the journal's outbox,
+by C-STORE (pynetdicom) or STOW-RS (dicomweb-client). A failure is retried with exponential
+back-off and never blocks other destinations; a resend after a crash is harmless because the
+objects' UIDs are deterministic (the receiver replaces, not duplicates)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pydicom
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from deploy.node.config import Destination, NodeConfig
+from deploy.node.journal import Journal
+
+log = logging.getLogger("renalnode.node")
+
+
+class DispatchError(RuntimeError):
+    pass
+
+
+def _store_scu(destination: Destination, calling_ae: str, datasets: list[pydicom.Dataset]) -> None:
+    ae = AE(ae_title=calling_ae)
+    for sop_class in sorted({ds.SOPClassUID for ds in datasets}):
+        ae.add_requested_context(sop_class)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        raise DispatchError(f"association with {destination.ae_title}@{destination.host}:{destination.port} failed")
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
+                code = f"0x{status.Status:04X}" if status else "no response"
+                raise DispatchError(f"C-STORE of {ds.SOPClassUID.name} refused: {code}")
+    finally:
+        assoc.release()
+
+
+def _stow(destination: Destination, datasets: list[pydicom.Dataset]) -> None:
+    session = requests.Session()
+    if destination.username:
+        session.auth = (destination.username, destination.password)
+    try:
+        DICOMwebClient(url=destination.url, session=session).store_instances(datasets)
+    except requests.RequestException as exc:
+        raise DispatchError(f"STOW-RS to {destination.url}: {exc}") from None
+
+
+def echo(destination: Destination, calling_ae: str) -> str:
+    """A connectivity check of one destination: C-ECHO, or a DICOMweb QIDO query."""
+    if destination.kind == "dicom":
+        ae = AE(ae_title=calling_ae)
+        ae.add_requested_context(Verification)
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+        if not assoc.is_established:
+            raise DispatchError(f"no association with {destination.ae_title}@{destination.host}:{destination.port}")
+        status = assoc.send_c_echo()
+        assoc.release()
+        if not status or status.Status != 0:
+            raise DispatchError("C-ECHO failed")
+        return f"C-ECHO {destination.ae_title}@{destination.host}:{destination.port}: success"
+    session = requests.Session()
+    if destination.username:
+        session.auth = (destination.username, destination.password)
+    try:
+        DICOMwebClient(url=destination.url, session=session).search_for_studies(limit=1)
+    except requests.RequestException as exc:
+        raise DispatchError(f"DICOMweb {destination.url}: {exc}") from None
+    return f"QIDO-RS {destination.url}: success"
+
+
+class Dispatcher:
+    def __init__(self, config: NodeConfig, journal: Journal):
+        self.config, self.journal = config, journal
+
+    def send(self, destination: Destination, files: list[Path]) -> None:
+        datasets = [pydicom.dcmread(f) for f in files]
+        if destination.kind == "dicom":
+            _store_scu(destination, self.config.listener.ae_title, datasets)
+        else:
+            _stow(destination, datasets)
+
+    def dispatch_due(self, now: float | None = None) -> int:
+        sent = 0
+        for row in self.journal.due_dispatches(now):
+            destination = self.config.destinations.get(row["destination"])
+            files = sorted(Path(row["output"]).glob("*.dcm"))
+            try:
+                if destination is None:
+                    raise DispatchError(f"destination {row['destination']} is no longer configured")
+                self.send(destination, files)
+            except (DispatchError, OSError) as exc:
+                delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** row["attempts"])
+                self.journal.dispatch_failed(row["id"], str(exc), time.time() + delay)
+                log.warning("job %d to %s: %s; next try in %.0f s", row["job_id"], row["destination"], exc, delay)
+                continue
+            self.journal.dispatched(row["id"])
+            sent += 1
+            log.info("job %d: %d object(s) sent to %s", row["job_id"], len(files), row["destination"])
+        return sent

@@ -1,0 +1,112 @@
+"""The DICOM listener: a pynetdicom SCP answering C-ECHO and C-STORE for every storage SOP class
+and transfer syntax. Access control happens at association: calling AE titles (and optionally
+hosts) must be allowed, the called AE title must be ours, the number of associations is capped,
+and new associations are refused while the spool's disk is nearly full. An instance is answered
+with success only once it is in the spool and the journal."""
+from __future__ import annotations
+
+import logging
+import shutil
+import ssl
+import threading
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from deploy.node.config import ListenerConfig
+from deploy.node.journal import Journal
+from deploy.node.spool import Spool
+
+log = logging.getLogger("renalnode.node")
+SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
+# A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source, reason
+REJECT_HOST = (0x01, 0x01, 0x03)         # permanent, service user, calling AE (here: its host) not recognised
+REJECT_DISK_FULL = (0x02, 0x03, 0x02)    # transient, service provider (presentation), local limit exceeded
+FACTS = {"modality": "Modality", "body_part": "BodyPartExamined", "series_description": "SeriesDescription",
+         "study_description": "StudyDescription"}
+
+
+class Listener:
+    def __init__(self, config: ListenerConfig, spool: Spool, journal: Journal):
+        self.config, self.spool, self.journal = config, spool, journal
+        self.server = None
+        self._touched: dict[int, set[str]] = {}  # association -> series it stored into
+        self._lock = threading.Lock()
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.config.ae_title)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        ae.require_calling_aet = list(self.config.allowed_calling_aets)
+        ae.require_called_aet = True
+        ae.maximum_associations = self.config.max_associations
+        return ae
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if tls is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca) if tls.ca else None)
+        context.load_cert_chain(str(tls.certificate), str(tls.private_key))
+        if tls.ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def start(self) -> None:
+        handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, lambda event: SUCCESS),
+                    (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_closed),
+                    (evt.EVT_ABORTED, self._on_closed), (evt.EVT_CONN_CLOSE, self._on_closed)]
+        self.server = self._ae().start_server((self.config.host, self.config.port), block=False,
+                                              evt_handlers=handlers, ssl_context=self._ssl_context())
+        log.info("listening as %s on %s:%d", self.config.ae_title, self.config.host, self.config.port)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    def _on_requested(self, event) -> None:
+        address = event.assoc.requestor.address
+        if self.config.allowed_hosts and address not in self.config.allowed_hosts:
+            log.warning("association from host %s refused: not in allowed_hosts", address)
+            event.assoc.acse.send_reject(*REJECT_HOST)
+            return
+        free_mb = shutil.disk_usage(self.spool.root).free / 2 ** 20
+        if free_mb < self.config.min_free_disk_mb:
+            log.error("association refused: %.0f MB free on the spool disk, under %d MB", free_mb,
+                      self.config.min_free_disk_mb)
+            event.assoc.acse.send_reject(*REJECT_DISK_FULL)
+
+    def _on_store(self, event) -> int:
+        try:
+            header = event.dataset  # parsed, pixel data untouched; the file written is the bytes as received
+            study_uid, series_uid = str(header.StudyInstanceUID), str(header.SeriesInstanceUID)
+            sop_uid = str(event.request.AffectedSOPInstanceUID)
+        except Exception as exc:  # whatever the sender got wrong, tell it, and keep serving
+            log.warning("instance refused: cannot read its identifying attributes (%s)", type(exc).__name__)
+            return CANNOT_UNDERSTAND
+        calling = event.assoc.requestor.ae_title
+        try:
+            path = self.spool.store(study_uid, series_uid, sop_uid, event.encoded_dataset())
+            facts = {name: str(header.get(keyword, "") or "")[:128] for name, keyword in FACTS.items()}
+            self.journal.record_instance(sop_uid, series_uid, study_uid, str(path), calling, facts)
+        except ValueError as exc:
+            log.warning("instance refused: %s", exc)
+            return CANNOT_UNDERSTAND
+        except OSError as exc:
+            log.error("instance not stored: %s", exc)
+            return OUT_OF_RESOURCES
+        with self._lock:
+            touched = self._touched.setdefault(id(event.assoc), set())
+            first = series_uid not in touched
+            touched.add(series_uid)
+        if first:
+            self.journal.association_opened(series_uid)
+        return SUCCESS
+
+    def _on_closed(self, event) -> None:
+        with self._lock:
+            touched = self._touched.pop(id(event.assoc), set())
+        if touched:
+            self.journal.association_closed(touched)
