@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages test phantoms demo-model clean-venv map
+.PHONY: setup system-packages test phantoms demo-model clean-venv map demo
 
 setup: system-packages $(VENV)/.installed
 
@@ -58,3 +58,8 @@ demo-model: setup
 # The MONAI Application Package: build context and manifests always, the image where Docker runs.
 map: setup
 	$(PY) -m deploy.map --model $(or $(MODEL),models/renalnode-demo) --out build/map
+
+# The main job end to end on this machine: local Orthanc + node with the demo model, a phantom study
+# through auto-routing, results back in Orthanc, a findings table; everything stopped at the end.
+demo: setup
+	$(PY) -m deploy.demo

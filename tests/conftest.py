@@ -88,91 +88,16 @@ def phantom_volume_and_label(folder: Path):
     return volume, sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "label.nii.gz")))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout: float, interval: float = 0.5, what: str = "condition"):
-    """Poll `condition` until it returns something true; fail with `what` after `timeout` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class OrthancServer:
-    """A real Orthanc (Debian package) on loopback ports, with its own storage, started and stopped by a test."""
-
-    def __init__(self, folder: Path, modalities: dict[str, list] | None = None):
-        self.folder = folder
-        self.http_port, self.dicom_port = free_port(), free_port()
-        self.aet = "ORTHANC"
-        self.config = {"Name": "renalnode-test", "StorageDirectory": str(folder / "db"),
-                       "IndexDirectory": str(folder / "db"), "HttpPort": self.http_port,
-                       "DicomPort": self.dicom_port, "DicomAet": self.aet, "RemoteAccessAllowed": False,
-                       "AuthenticationEnabled": False, "HttpBindAddress": "127.0.0.1",
-                       "DicomModalities": modalities or {}, "Plugins": [], "StableAge": 2}
-        self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def start(self) -> "OrthancServer":
-        import urllib.request
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "orthanc.json").write_text(json.dumps(self.config))
-        self.log = open(self.folder / "orthanc.log", "ab")
-        self.process = subprocess.Popen(["/usr/sbin/Orthanc", str(self.folder / "orthanc.json")],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-
-        def up():
-            try:
-                return urllib.request.urlopen(f"{self.url}/system", timeout=2).status == 200
-            except OSError:
-                return False
-
-        wait_until(up, 60, what="Orthanc to start")
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        self.log.close()
-
-    def series_by_modality(self) -> dict[str, list[dict]]:
-        from pyorthanc import Orthanc
-
-        client = Orthanc(self.url)
-        found: dict[str, list[dict]] = {}
-        for series_id in client.get_series():
-            info = client.get_series_id(series_id)
-            found.setdefault(info["MainDicomTags"].get("Modality", ""), []).append(info)
-        return found
-
 
 @pytest.fixture
-def orthanc_server(tmp_path):
+def local_orthanc(tmp_path):
+    """start(node_port=None) -> a running LocalOrthanc; every one started is stopped after the test."""
+    from deploy.local_services import LocalOrthanc
+
     servers = []
 
-    def start(modalities=None) -> OrthancServer:
-        server = OrthancServer(tmp_path / f"orthanc{len(servers)}", modalities).start()
+    def start(node_port: int | None = None) -> LocalOrthanc:
+        server = LocalOrthanc(tmp_path / f"orthanc{len(servers)}", node_port).start()
         servers.append(server)
         return server
 

@@ -1,103 +1,36 @@
-"""The DICOM node with the real tools: dcmtk's storescu/echoscu as the modality, a real Orthanc as
-the PACS receiving the results, the node as its own process (`renalnode serve`)."""
+"""The DICOM node with the real tools: dcmtk's storescu/echoscu as the modality, a real Orthanc
+(with renalnode's auto-routing script) as the PACS, the node as its own `renalnode serve` process."""
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from conftest import free_port, run_renalnode, wait_until
+from conftest import run_renalnode
+from deploy.local_services import NODE_AET, ORTHANC_AET, LocalNode, echo, free_port, store_folder, wait_until
 from deploy.node.journal import DISPATCHED, Journal
 
-ROOT = Path(__file__).resolve().parents[1]
 MODALITY_AET = "MODALITY"
-
-
-class NodeProcess:
-    def __init__(self, folder: Path, pacs_port: int, quiet_seconds: float = 2.0):
-        self.folder = folder
-        self.port = free_port()
-        self.config = folder / "node.toml"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(f"""
-[listener]
-ae_title = "RENALNODE"
-host = "127.0.0.1"
-port = {self.port}
-allowed_calling_aets = ["{MODALITY_AET}", "ORTHANC"]
-min_free_disk_mb = 64
-
-[node]
-spool = "spool"
-quiet_seconds = {quiet_seconds}
-max_wait_seconds = 300
-max_attempts = 2
-mirroring = false
-
-[destinations.pacs]
-kind = "dicom"
-host = "127.0.0.1"
-port = {pacs_port}
-ae_title = "ORTHANC"
-
-[dispatch]
-retry_base_seconds = 1
-retry_max_seconds = 4
-""")
-        self.process = None
-
-    def start(self) -> "NodeProcess":
-        env = dict(os.environ, nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
-        self.log = open(self.folder / "node.log", "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "renalnode", "serve", "--config", str(self.config)],
-                                        cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: echo(self.port, MODALITY_AET).returncode == 0 or self.process.poll() is not None, 120,
-                   what="the node to listen")
-        assert self.process.poll() is None, self.log_text()
-        return self
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-    def log_text(self) -> str:
-        return (self.folder / "node.log").read_text(errors="replace")[-4000:]
-
-    def journal(self) -> Journal:
-        return Journal(f"sqlite:///{self.folder / 'spool' / 'journal.sqlite'}")
-
-
-def echo(port: int, calling: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["/usr/bin/echoscu", "-aet", calling, "-aec", "RENALNODE", "127.0.0.1", str(port)],
-                          capture_output=True, text=True, timeout=30)
-
-
-def store(port: int, files: list[Path] | Path, calling: str = MODALITY_AET) -> subprocess.CompletedProcess:
-    paths = [str(files)] if isinstance(files, Path) else [str(f) for f in files]
-    return subprocess.run(["/usr/bin/storescu", "-aet", calling, "-aec", "RENALNODE", "+sd", "+r",
-                           "127.0.0.1", str(port), *paths], capture_output=True, text=True, timeout=300)
+QUIET_SECONDS = 2.0
 
 
 @pytest.fixture
-def node(tmp_path, orthanc_server):
-    pacs = orthanc_server()
+def node(tmp_path, local_orthanc):
+    """(Orthanc, start the node). The node's port is fixed before Orthanc starts, so that Orthanc
+    knows the node as a modality; a restarted node keeps the port, folder and journal."""
+    node_port = free_port()
+    pacs = local_orthanc(node_port)
     started = []
 
-    def start(**kwargs) -> NodeProcess:
-        process = NodeProcess(tmp_path / "node", pacs.dicom_port, **kwargs).start()
+    def start() -> LocalNode:
+        process = LocalNode(tmp_path / "node", pacs.dicom_port, node_port, (MODALITY_AET, ORTHANC_AET),
+                            QUIET_SECONDS).start()
         started.append(process)
         return process
 
@@ -106,41 +39,127 @@ def node(tmp_path, orthanc_server):
         process.stop(signal.SIGKILL)
 
 
+def jobs(process: LocalNode) -> list[dict]:
+    return Journal(process.journal_url).recent_jobs()
+
+
 def results_in(pacs) -> dict[str, int]:
     found = pacs.series_by_modality()
     return {modality: len(found.get(modality, [])) for modality in ("SEG", "SR", "DOC")}
 
 
+ONE_RESULT_SET = {"SEG": 1, "SR": 1, "DOC": 1}
+
+
 def test_study_stored_to_the_node_comes_back_to_the_pacs(node, phantom_cases):
     pacs, start = node
     process = start()
-    sent = store(process.port, phantom_cases("FFS") / "dicom")
-    assert sent.returncode == 0, sent.stderr
-    wait_until(lambda: results_in(pacs) == {"SEG": 1, "SR": 1, "DOC": 1}, 600, 2,
-               what="SEG, SR and PDF in Orthanc")
+    study = phantom_cases("FFS") / "dicom"
+    assert store_folder(process.port, NODE_AET, study, MODALITY_AET).returncode == 0
+    wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 600, 2, what="SEG, SR and PDF in Orthanc")
     from pyorthanc import Orthanc
 
-    ct = pydicom.dcmread(next((phantom_cases("FFS") / "dicom").iterdir()), stop_before_pixels=True)
+    ct = pydicom.dcmread(next(study.iterdir()), stop_before_pixels=True)
     for results in pacs.series_by_modality().values():  # all three in the CT's own study
-        study = Orthanc(pacs.url).get_studies_id(results[0]["ParentStudy"])
-        assert study["MainDicomTags"]["StudyInstanceUID"] == ct.StudyInstanceUID
-    jobs = process.journal().recent_jobs()
-    assert [job["state"] for job in jobs] == [DISPATCHED]
+        assert Orthanc(pacs.url).get_studies_id(results[0]["ParentStudy"])["MainDicomTags"]["StudyInstanceUID"] \
+            == ct.StudyInstanceUID
+    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED], 60, what="the job to be dispatched")
     status = run_renalnode("status", "--config", str(process.config))
     assert "dispatched 1" in status.stdout
-    assert str(ct.PatientName) not in process.log_text() and str(ct.PatientID) not in process.log_text()
+    log = process.log_text()
+    assert str(ct.PatientName) not in log and str(ct.PatientID) not in log
 
 
-def test_unknown_calling_ae_is_rejected_and_non_ct_is_quarantined(node, tmp_path):
+def _copy(case: Path, destination: Path, skip=(), corrupt=()) -> Path:
+    destination.mkdir(parents=True)
+    for n, path in enumerate(sorted((case / "dicom").iterdir())):
+        if n in skip:
+            continue
+        ds = pydicom.dcmread(path)
+        if n in corrupt:
+            ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]  # valid encoding, half the pixels
+        ds.save_as(destination / path.name)
+    return destination
+
+
+def test_bad_input_is_quarantined_while_a_good_series_succeeds(node, phantom_cases, tmp_path):
+    """An unknown calling AE is refused; a non-CT series, a series with a missing slice and one with
+    a corrupt slice are quarantined with their reasons, sent together with a good series, which
+    comes back to the PACS."""
     pacs, start = node
     process = start()
-    refused = echo(process.port, "STRANGER")
-    assert refused.returncode != 0
+    assert echo(process.port, NODE_AET, "STRANGER").returncode != 0
     mr = tmp_path / "mr"
     mr.mkdir()
     shutil.copy(get_testdata_file("MR_small.dcm"), mr / "mr.dcm")
-    assert store(process.port, mr).returncode == 0
+    partial = _copy(phantom_cases("HFS"), tmp_path / "partial", skip={20})
+    corrupt = _copy(phantom_cases("HFP"), tmp_path / "corrupt", corrupt={10})
+    senders = [subprocess.Popen(["/usr/bin/storescu", "-aet", MODALITY_AET, "-aec", NODE_AET, "+sd", "+r",
+                                 "127.0.0.1", str(process.port), str(folder)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+               for folder in (mr, partial, corrupt, phantom_cases("FFS") / "dicom")]
+    assert [sender.wait(300) for sender in senders] == [0, 0, 0, 0]
+    wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 600, 2, what="the good series' results")
     listing = wait_until(lambda: (r := run_renalnode("quarantine", "list", "--config", str(process.config)))
-                         and "modality MR" in r.stdout and r, 60, what="the MR series in quarantine")
-    assert "no routing rule matches" in listing.stdout
-    assert results_in(pacs) == {"SEG": 0, "SR": 0, "DOC": 0}
+                         and sum(line.startswith("job ") for line in r.stdout.splitlines()) == 3 and r, 120,
+                         what="three quarantined series")
+    assert "no routing rule matches (abdominal-ct: modality MR)" in listing.stdout
+    assert "1 missing slice(s)" in listing.stdout
+    assert "cannot decode the pixel data" in listing.stdout
+    states = sorted(j["state"] for j in jobs(process))
+    assert states == ["dispatched", "quarantined", "quarantined", "quarantined"]
+
+
+def test_full_loop_through_orthanc_auto_routing(node, phantom_cases):
+    """storescu -> Orthanc -> auto-routing (deploy/orthanc/autorouting.py) -> node -> Orthanc: the SEG,
+    SR and PDF arrive in the source study, and the results themselves are not routed back."""
+    pacs, start = node
+    process = start()
+    assert pacs.store(phantom_cases("HFP") / "dicom", MODALITY_AET).returncode == 0
+    wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 600, 2, what="results in Orthanc")
+    studies = {s["ParentStudy"] for series in pacs.series_by_modality().values() for s in series}
+    assert len(studies) == 1  # CT, SEG, SR and PDF in one study
+    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED], 60, what="the job to be dispatched")
+    time.sleep(pacs.config["StableAge"] + QUIET_SECONDS + 3)  # long enough for a loop to show
+    assert len(jobs(process)) == 1, "the node's own results were routed back to it"
+
+
+def test_killed_during_a_job_the_restarted_node_sends_one_result_set(node, phantom_cases):
+    pacs, start = node
+    process = start()
+    assert store_folder(process.port, NODE_AET, phantom_cases("HFS") / "dicom", MODALITY_AET).returncode == 0
+    wait_until(lambda: any(j["state"] == "running" for j in jobs(process)), 120, what="the job to start")
+    process.stop(signal.SIGKILL)
+    restarted = start()
+    wait_until(lambda: [j["state"] for j in jobs(restarted)] == [DISPATCHED], 600, 2,
+               what="the reclaimed job to be dispatched")
+    assert results_in(pacs) == ONE_RESULT_SET
+    for series in pacs.series_by_modality()["SEG"] + pacs.series_by_modality()["SR"]:
+        assert len(series["Instances"]) == 1
+    assert "queued again" in restarted.log_text()
+
+
+def test_results_wait_for_a_stopped_pacs(node, phantom_cases):
+    pacs, start = node
+    process = start()
+    pacs.stop()
+    assert store_folder(process.port, NODE_AET, phantom_cases("HFS") / "dicom", MODALITY_AET).returncode == 0
+    journal = Journal(process.journal_url)
+    wait_until(lambda: any(row["attempts"] >= 1 for job in journal.recent_jobs() for row in journal.outbox_for(job["id"])),
+               600, 2, what="a failed dispatch attempt")
+    pacs.start()
+    wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 120, 2, what="results after the restart")
+    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED], 60, what="the job to be dispatched")
+
+
+def test_four_senders_at_once(node, phantom_set):
+    pacs, start = node
+    process = start()
+    cases = sorted(p / "dicom" for p in phantom_set.iterdir() if (p / "dicom").is_dir())[:4]
+    senders = [subprocess.Popen(["/usr/bin/storescu", "-aet", MODALITY_AET, "-aec", NODE_AET, "+sd", "+r",
+                                 "127.0.0.1", str(process.port), str(case)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for case in cases]
+    assert [sender.wait(300) for sender in senders] == [0, 0, 0, 0]
+    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED] * 4, 900, 2,
+               what="four dispatched jobs")
+    assert results_in(pacs) == {"SEG": 4, "SR": 4, "DOC": 4}

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+TUNABLE = ("quiet_seconds", "max_wait_seconds", "max_attempts", "mirroring", "tile_step_size")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,9 @@ def load_config(path: Path) -> NodeConfig:
             **{k: tuple(v) if isinstance(v, list) else v for k, v in listener_data.items()},
             tls=TLS(**{k: base / v for k, v in tls.items()}) if tls else None)
         node = data.get("node", {})
+        unknown = set(node) - {"spool", "journal", "model", *TUNABLE}
+        if unknown:
+            raise ValueError(f"{path}: unknown [node] setting(s) {sorted(unknown)}")
         spool = base / node.get("spool", "spool")
         config = NodeConfig(
             listener=listener, spool=spool,
@@ -126,8 +130,7 @@ def load_config(path: Path) -> NodeConfig:
             model=(base / node["model"]) if "model" in node else ROOT / "models" / "renalnode-demo",
             routing_rules=base / data.get("routing", {}).get("rules", ROOT / "deploy" / "node" / "routing.yaml"),
             destinations={name: _destination(name, d) for name, d in data.get("destinations", {}).items()},
-            **{k: v for k, v in node.items() if k in ("quiet_seconds", "max_wait_seconds", "max_attempts",
-                                                       "mirroring", "tile_step_size")},
+            **{k: v for k, v in node.items() if k in TUNABLE},
             **{k: v for k, v in data.get("dispatch", {}).items()})
     except TypeError as exc:  # an unknown or misspelt key
         raise ValueError(f"{path}: {exc}") from None

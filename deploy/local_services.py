@@ -1,0 +1,180 @@
+"""A local Orthanc and a local node, on loopback ports, started and stopped by `make demo` and by the
+tests: Orthanc from the Debian package with renalnode's auto-routing script, the node as its own
+`renalnode serve` process. Each keeps its files and log in one folder."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ORTHANC = "/usr/sbin/Orthanc"
+PLUGINS = Path("/usr/share/orthanc/plugins")
+AUTOROUTING = ROOT / "deploy" / "orthanc" / "autorouting.py"
+NODE_AET, ORTHANC_AET = "RENALNODE", "ORTHANC"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout: float, interval: float = 0.5, what: str = "condition"):
+    """Poll `condition` until it returns something true; raise TimeoutError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+    """Signal a process and wait for it; kill it if it does not stop within `timeout` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class LocalOrthanc:
+    """Orthanc with its own storage; `node_port` makes the node a modality and turns auto-routing on."""
+
+    def __init__(self, folder: Path, node_port: int | None = None, extra: dict | None = None):
+        self.folder = Path(folder)
+        self.http_port, self.dicom_port = free_port(), free_port()
+        self.aet = ORTHANC_AET
+        self.config = {"Name": "renalnode-local", "StorageDirectory": str(self.folder / "db"),
+                       "IndexDirectory": str(self.folder / "db"), "HttpPort": self.http_port,
+                       "DicomPort": self.dicom_port, "DicomAet": self.aet, "RemoteAccessAllowed": False,
+                       "HttpBindAddress": "127.0.0.1", "AuthenticationEnabled": False, "StableAge": 2,
+                       "DicomModalities": {}, "Plugins": [str(PLUGINS / "libOrthancDicomWeb.so")],
+                       "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+        if node_port is not None:
+            self.config["DicomModalities"]["renalnode"] = [NODE_AET, "127.0.0.1", node_port]
+            self.config["Plugins"].append(str(PLUGINS / "libOrthancPython.so"))
+            self.config["PythonScript"] = str(AUTOROUTING)
+        self.config.update(extra or {})
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def _up(self) -> bool:
+        try:
+            return urllib.request.urlopen(f"{self.url}/system", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def start(self) -> "LocalOrthanc":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "orthanc.json").write_text(json.dumps(self.config, indent=1))
+        with open(self.folder / "orthanc.log", "ab") as log:
+            self.process = subprocess.Popen([ORTHANC, str(self.folder / "orthanc.json")], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        wait_until(lambda: self._up() or self.process.poll() is not None, 60, what="Orthanc to start")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited at start; see {self.folder / 'orthanc.log'}")
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+    def store(self, folder: Path, calling_aet: str) -> subprocess.CompletedProcess:
+        """dcmtk's storescu, as a modality sends a study to the PACS."""
+        return store_folder(self.dicom_port, self.aet, folder, calling_aet)
+
+    def series_by_modality(self) -> dict[str, list[dict]]:
+        from pyorthanc import Orthanc
+
+        client = Orthanc(self.url)
+        found: dict[str, list[dict]] = {}
+        for series_id in client.get_series():
+            info = client.get_series_id(series_id)
+            found.setdefault(info["MainDicomTags"].get("Modality", ""), []).append(info)
+        return found
+
+
+def store_folder(port: int, called_aet: str, folder: Path, calling_aet: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["/usr/bin/storescu", "-aet", calling_aet, "-aec", called_aet, "+sd", "+r", "127.0.0.1",
+                           str(port), str(folder)], capture_output=True, text=True, timeout=600)
+
+
+def echo(port: int, called_aet: str, calling_aet: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["/usr/bin/echoscu", "-aet", calling_aet, "-aec", called_aet, "127.0.0.1", str(port)],
+                          capture_output=True, text=True, timeout=30)
+
+
+class LocalNode:
+    """`renalnode serve` with a configuration for a local Orthanc as its one destination."""
+
+    def __init__(self, folder: Path, pacs_port: int, port: int, allowed_calling_aets: tuple[str, ...],
+                 quiet_seconds: float = 2.0, mirroring: bool = False):
+        self.folder = Path(folder)
+        self.port = port
+        self.allowed_calling_aets = allowed_calling_aets
+        self.config = self.folder / "node.toml"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(f"""# Written by deploy/local_services.py for a local node.
+[listener]
+ae_title = "{NODE_AET}"
+host = "127.0.0.1"
+port = {port}
+allowed_calling_aets = {json.dumps(list(allowed_calling_aets))}
+min_free_disk_mb = 64
+
+[node]
+spool = "spool"
+quiet_seconds = {quiet_seconds}
+max_wait_seconds = 300
+max_attempts = 2
+mirroring = {str(mirroring).lower()}
+
+[destinations.pacs]
+kind = "dicom"
+host = "127.0.0.1"
+port = {pacs_port}
+ae_title = "{ORTHANC_AET}"
+
+[dispatch]
+retry_base_seconds = 1
+retry_max_seconds = 4
+""")
+        self.process = None
+
+    @property
+    def journal_url(self) -> str:
+        return f"sqlite:///{self.folder / 'spool' / 'journal.sqlite'}"
+
+    def start(self) -> "LocalNode":
+        env = dict(os.environ, nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
+        with open(self.folder / "node.log", "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "renalnode", "serve", "--config", str(self.config)],
+                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        calling = self.allowed_calling_aets[0]
+        wait_until(lambda: echo(self.port, NODE_AET, calling).returncode == 0 or self.process.poll() is not None,
+                   120, what="the node to listen")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the node exited at start:\n{self.log_text()}")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.process, sig)
+        self.process = None
+
+    def log_text(self) -> str:
+        return (self.folder / "node.log").read_text(errors="replace")[-4000:]

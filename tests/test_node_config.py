@@ -1,0 +1,88 @@
+"""The node's configuration, routing rules and spool paths: mistakes stop the node with a message."""
+from __future__ import annotations
+
+import pytest
+
+from deploy.node.config import load_config
+from deploy.node.routing import SeriesFacts, load_rules, route
+from deploy.node.spool import Spool
+
+TOML = """
+[listener]
+ae_title = "RENALNODE"
+port = 11112
+allowed_calling_aets = ["ORTHANC"]
+
+[node]
+spool = "spool"
+quiet_seconds = 5
+
+[destinations.pacs]
+kind = "dicom"
+host = "pacs.example"
+port = 104
+ae_title = "PACS"
+
+[destinations.web]
+kind = "dicomweb"
+url = "https://pacs.example/dicom-web"
+username = "renalnode"
+password_env = "TEST_RENALNODE_PASSWORD"
+"""
+
+
+def test_toml_and_yaml_configurations(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_RENALNODE_PASSWORD", "s3cret")
+    (tmp_path / "node.toml").write_text(TOML)
+    config = load_config(tmp_path / "node.toml")
+    assert config.listener.allowed_calling_aets == ("ORTHANC",) and config.quiet_seconds == 5
+    assert config.spool == tmp_path / "spool" and config.journal_url.startswith("sqlite:///")
+    assert config.destinations["web"].password == "s3cret" and "s3cret" not in repr(config)
+    (tmp_path / "node.yaml").write_text("listener: {allowed_calling_aets: [A]}\nnode: {max_attempts: 5}\n")
+    assert load_config(tmp_path / "node.yaml").max_attempts == 5
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('allowed_calling_aets = ["ORTHANC"]', "allowed_calling_aets = []"),
+     "no modality could store"),
+    (lambda t: t.replace("quiet_seconds = 5", "quiet_secs = 5"), "quiet_secs"),
+    (lambda t: t.replace('kind = "dicom"', 'kind = "ftp"'), "kind must be 'dicom' or 'dicomweb'"),
+    (lambda t: t.replace('ae_title = "PACS"\n', ""), "destination pacs: ae_title missing"),
+    (lambda t: t, "environment variable TEST_RENALNODE_PASSWORD is not set"),
+    (lambda t: t + "[broken", "node.toml"),
+])
+def test_configuration_mistakes_are_named(tmp_path, monkeypatch, edit, message):
+    monkeypatch.delenv("TEST_RENALNODE_PASSWORD", raising=False)
+    text = edit(TOML)
+    if "environment variable" not in message:
+        text = text.replace('password_env = "TEST_RENALNODE_PASSWORD"\n', "")
+    (tmp_path / "node.toml").write_text(text)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(tmp_path / "node.toml")
+
+
+def test_routing_first_match_and_reasons(tmp_path):
+    rules_file = tmp_path / "routing.yaml"
+    rules_file.write_text("""rules:
+  - {name: from-ct-room, modalities: [CT], calling_aets: [CT1], destinations: [pacs, web]}
+  - {name: abdomen, modalities: [CT], body_parts: [ABDOMEN], descriptions: ['(?i)abd'], destinations: [pacs]}
+""")
+    rules = load_rules(rules_file, {"pacs", "web"})
+    ct_room = SeriesFacts("CT", "", "", "", "CT1")
+    assert route(rules, ct_room)[0].name == "from-ct-room"
+    by_description = SeriesFacts("CT", "", "Abd/Pelvis 2mm", "", "ORTHANC")
+    assert route(rules, by_description)[0].destinations == ("pacs",)
+    rule, reason = route(rules, SeriesFacts("CT", "HEAD", "Head", "", "ORTHANC"))
+    assert rule is None and "abdomen: body part HEAD" in reason and "from-ct-room: sent by ORTHANC" in reason
+    with pytest.raises(ValueError, match="unknown destinations \\['web'\\]"):
+        load_rules(rules_file, {"pacs"})
+
+
+@pytest.mark.parametrize("uid", ["..", "1.2/../3", "1.2.3" + ".4" * 40, "abc", ""])
+def test_spool_refuses_uids_that_are_not_uids(tmp_path, uid):
+    spool = Spool(tmp_path)
+    with pytest.raises(ValueError):
+        spool.store("1.2.3", "1.2.3.4", uid, b"DICM")
+    with pytest.raises(ValueError):
+        spool.series_folder(uid, "1.2.3")
+    assert list((tmp_path / "incoming").iterdir()) == []
