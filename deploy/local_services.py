@@ -123,12 +123,15 @@ class LocalNode:
     """`renalnode serve` with a configuration for a local Orthanc as its one destination."""
 
     def __init__(self, folder: Path, pacs_port: int, port: int, allowed_calling_aets: tuple[str, ...],
-                 quiet_seconds: float = 2.0, mirroring: bool = False):
+                 quiet_seconds: float = 2.0, mirroring: bool = False, stow_url: str | None = None):
+        """Results go to the PACS by C-STORE to `pacs_port`, or by STOW-RS to `stow_url` when given."""
         self.folder = Path(folder)
         self.port = port
         self.allowed_calling_aets = allowed_calling_aets
         self.config = self.folder / "node.toml"
         self.folder.mkdir(parents=True, exist_ok=True)
+        destination = (f'kind = "dicomweb"\nurl = "{stow_url}"' if stow_url else
+                       f'kind = "dicom"\nhost = "127.0.0.1"\nport = {pacs_port}\nae_title = "{ORTHANC_AET}"')
         self.config.write_text(f"""# Written by deploy/local_services.py for a local node.
 [listener]
 ae_title = "{NODE_AET}"
@@ -145,10 +148,7 @@ max_attempts = 2
 mirroring = {str(mirroring).lower()}
 
 [destinations.pacs]
-kind = "dicom"
-host = "127.0.0.1"
-port = {pacs_port}
-ae_title = "{ORTHANC_AET}"
+{destination}
 
 [dispatch]
 retry_base_seconds = 1

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.map", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "renalnode-demo")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "map")
-    parser.add_argument("--tag", default=f"renalnode:{yaml.safe_load((ROOT / 'app.yaml').read_text())['application']['version']}")
+    version = yaml.safe_load((ROOT / "app.yaml").read_text())["application"]["version"]
+    parser.add_argument("--tag", default=f"renalnode:{version}")
     args = parser.parse_args(argv)
     model = find_model_package(args.model)
     load_model_package(model)

@@ -145,8 +145,8 @@ def test_results_wait_for_a_stopped_pacs(node, phantom_cases):
     pacs.stop()
     assert store_folder(process.port, NODE_AET, phantom_cases("HFS") / "dicom", MODALITY_AET).returncode == 0
     journal = Journal(process.journal_url)
-    wait_until(lambda: any(row["attempts"] >= 1 for job in journal.recent_jobs() for row in journal.outbox_for(job["id"])),
-               600, 2, what="a failed dispatch attempt")
+    wait_until(lambda: any(row["attempts"] >= 1 for job in journal.recent_jobs()
+                           for row in journal.outbox_for(job["id"])), 600, 2, what="a failed dispatch attempt")
     pacs.start()
     wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 120, 2, what="results after the restart")
     wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED], 60, what="the job to be dispatched")
@@ -163,3 +163,17 @@ def test_four_senders_at_once(node, phantom_set):
     wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED] * 4, 900, 2,
                what="four dispatched jobs")
     assert results_in(pacs) == {"SEG": 4, "SR": 4, "DOC": 4}
+
+
+def test_results_by_stow_rs(tmp_path, local_orthanc, phantom_cases):
+    """A DICOMweb destination: the results go to Orthanc's DICOMweb plugin by STOW-RS."""
+    pacs = local_orthanc()
+    process = LocalNode(tmp_path / "node", pacs.dicom_port, free_port(), (MODALITY_AET,), QUIET_SECONDS,
+                        stow_url=f"{pacs.url}/dicom-web").start()
+    try:
+        assert store_folder(process.port, NODE_AET, phantom_cases("HFS") / "dicom", MODALITY_AET).returncode == 0
+        wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 600, 2, what="results stored by STOW-RS")
+        echoed = run_renalnode("echo", "pacs", "--config", str(process.config))
+        assert f"QIDO-RS {pacs.url}/dicom-web: success" in echoed.stdout
+    finally:
+        process.stop()

@@ -86,3 +86,27 @@ def test_spool_refuses_uids_that_are_not_uids(tmp_path, uid):
     with pytest.raises(ValueError):
         spool.series_folder(uid, "1.2.3")
     assert list((tmp_path / "incoming").iterdir()) == []
+
+
+def test_map_runner_settings(tmp_path):
+    """runner = "map" needs an image, and Docker on the machine; its command mounts the series read-only."""
+    import shutil
+
+    from deploy.node.journal import Journal
+    from deploy.node.spool import Spool
+    from deploy.node.worker import Worker
+
+    base = TOML.replace('password_env = "TEST_RENALNODE_PASSWORD"\n', "")
+    (tmp_path / "node.toml").write_text(base.replace("quiet_seconds = 5", 'quiet_seconds = 5\nrunner = "map"'))
+    with pytest.raises(ValueError, match="needs node.map_image"):
+        load_config(tmp_path / "node.toml")
+    (tmp_path / "node.toml").write_text(base.replace(
+        "quiet_seconds = 5", 'quiet_seconds = 5\nrunner = "map"\nmap_image = "renalnode-map:0.1.0"'))
+    config = load_config(tmp_path / "node.toml")
+    journal, spool = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}"), Spool(config.spool)
+    if shutil.which("docker") is None:
+        with pytest.raises(ValueError, match="docker is not installed"):
+            Worker(config, journal, spool)
+        return
+    command = Worker(config, journal, spool).map_command(tmp_path / "in", tmp_path / "out")
+    assert command[:3] == ["docker", "run", "--rm"] and f"{tmp_path / 'in'}:/var/holoscan/input:ro" in command

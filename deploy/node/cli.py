@@ -36,7 +36,9 @@ def _status(args) -> int:
     print(f"\n{'job':>5}  {'state':<14} {'attempts':>8}  {'created':<19}  {'finished':<19}  series / reason")
     for job in journal.recent_jobs(args.limit):
         print(f"{job['id']:>5}  {job['state']:<14} {job['attempts']:>8}  {_when(job['created']):<19}  "
-              f"{_when(job['finished']):<19}  {job['series_uid']}" + (f"\n{'':>7}{job['reason']}" if job['reason'] else ""))
+              f"{_when(job['finished']):<19}  {job['series_uid']}")
+        if job["reason"]:
+            print(f"{'':>7}{job['reason']}")
     return 0
 
 

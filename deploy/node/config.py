@@ -5,7 +5,8 @@ variables the file names, never from the file itself.
     [listener]            ae_title, host, port, allowed_calling_aets, allowed_hosts (optional),
                           max_associations, min_free_disk_mb, tls = {certificate, private_key, ca}
     [node]                spool, journal (SQLAlchemy URL; sqlite:///... by default), model,
-                          quiet_seconds, max_wait_seconds, max_attempts, mirroring, tile_step_size
+                          quiet_seconds, max_wait_seconds, max_attempts, mirroring, tile_step_size,
+                          runner ("in-process", or "map" with map_image and map_timeout_seconds)
     [routing]             rules (a YAML file, see deploy/node/routing.py)
     [destinations.NAME]   kind = "dicom": host, port, ae_title
                           kind = "dicomweb": url, username, password_env
@@ -21,7 +22,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-TUNABLE = ("quiet_seconds", "max_wait_seconds", "max_attempts", "mirroring", "tile_step_size")
+TUNABLE = ("quiet_seconds", "max_wait_seconds", "max_attempts", "mirroring", "tile_step_size", "runner", "map_image",
+           "map_timeout_seconds")
+RUNNERS = ("in-process", "map")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class NodeConfig:
     tile_step_size: float = 0.5
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 600.0
+    runner: str = "in-process"     # or "map": `docker run` of the MAP image for every job
+    map_image: str = ""
+    map_timeout_seconds: float = 3600.0
 
     @property
     def results(self) -> Path:
@@ -134,6 +140,10 @@ def load_config(path: Path) -> NodeConfig:
             **{k: v for k, v in data.get("dispatch", {}).items()})
     except TypeError as exc:  # an unknown or misspelt key
         raise ValueError(f"{path}: {exc}") from None
+    if config.runner not in RUNNERS:
+        raise ValueError(f"{path}: node.runner must be one of {RUNNERS}, not {config.runner!r}")
+    if config.runner == "map" and not config.map_image:
+        raise ValueError(f"{path}: node.runner = 'map' needs node.map_image")
     if not listener.allowed_calling_aets:
         raise ValueError(f"{path}: listener.allowed_calling_aets is empty: no modality could store")
     return config

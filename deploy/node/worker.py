@@ -1,16 +1,21 @@
-"""The worker: claims one job at a time and runs the MONAI Deploy application on its series in this
-process, where the model stays loaded between jobs. A study the app cannot segment is quarantined
-with the app's reason; an error is retried up to `max_attempts` times, then quarantined."""
+"""The worker: claims one job at a time and runs the MONAI Deploy application on its series, in this
+process where the model stays loaded between jobs (the default), or as the MAP container with
+`docker run` (`runner = "map"`), which reads the series and writes the same run record. A study the
+app cannot segment is quarantined with the app's reason; an error is retried up to `max_attempts`
+times, then quarantined."""
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 import traceback
+from pathlib import Path
 
 from app.app import AppSettings, run_study
 from deploy.node.config import NodeConfig
 from deploy.node.journal import QUARANTINED, QUEUED, RESULTS_READY, Journal
 from deploy.node.spool import Spool
-from renalnode.run_record import COMPLETED
+from renalnode.run_record import COMPLETED, RunRecord
 
 log = logging.getLogger("renalnode.node")
 
@@ -19,6 +24,25 @@ class Worker:
     def __init__(self, config: NodeConfig, journal: Journal, spool: Spool):
         self.config, self.journal, self.spool = config, journal, spool
         self.settings = AppSettings(tile_step_size=config.tile_step_size, use_mirroring=config.mirroring)
+        if config.runner == "map" and shutil.which("docker") is None:
+            raise ValueError("node.runner is 'map' but docker is not installed on this machine")
+
+    def map_command(self, input_folder: Path, output_folder: Path) -> list[str]:
+        """`docker run` of the MAP on one series, as README's MAP section shows IT."""
+        return ["docker", "run", "--rm", "--gpus", "all", "--ulimit", "stack=33554432", "--ipc", "host",
+                "-v", f"{input_folder}:/var/holoscan/input:ro", "-v", f"{output_folder}:/var/holoscan/output",
+                "-e", f"RENALNODE_MIRRORING={int(self.config.mirroring)}",
+                "-e", f"RENALNODE_TILE_STEP_SIZE={self.config.tile_step_size}", self.config.map_image]
+
+    def run_app(self, input_folder: Path, output_folder: Path) -> RunRecord:
+        if self.config.runner == "in-process":
+            return run_study(input_folder, output_folder, self.config.model, self.settings)
+        output_folder.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(self.map_command(input_folder, output_folder), capture_output=True, text=True,
+                                timeout=self.config.map_timeout_seconds)
+        if result.returncode:
+            raise RuntimeError(f"the MAP exited {result.returncode}: {result.stderr.strip()[-500:]}")
+        return RunRecord.read(output_folder)
 
     def run_one(self) -> bool:
         """Run the next queued job; False when there was none."""
@@ -29,8 +53,7 @@ class Worker:
         output = self.config.results / str(job.id)
         log.info("job %d: series %s, attempt %d", job.id, job.series_uid, job.attempts)
         try:
-            record = run_study(self.spool.series_folder(row["study_uid"], job.series_uid), output, self.config.model,
-                               self.settings)
+            record = self.run_app(self.spool.series_folder(row["study_uid"], job.series_uid), output)
         except Exception as exc:  # the app failed: retried, and quarantined when attempts run out
             reason = f"{type(exc).__name__}: {exc}"
             log.error("job %d failed: %s\n%s", job.id, reason, traceback.format_exc(limit=5))
