@@ -62,4 +62,4 @@ map: setup
 # The main job end to end on this machine: local Orthanc + node with the demo model, a phantom study
 # through auto-routing, results back in Orthanc, a findings table; everything stopped at the end.
 demo: setup
-	$(PY) -m deploy.demo
+	$(PY) -m deploy.demo $(DEMO_ARGS)
