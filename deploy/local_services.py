@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGINS = Path("/usr/share/orthanc/plugins")
@@ -114,47 +116,48 @@ def store_folder(port: int, called_aet: str, folder: Path, calling_aet: str) -> 
                            str(port), str(folder)], capture_output=True, text=True, timeout=600)
 
 
-def echo(port: int, called_aet: str, calling_aet: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["/usr/bin/echoscu", "-aet", calling_aet, "-aec", called_aet, "127.0.0.1", str(port)],
-                          capture_output=True, text=True, timeout=30)
+def echo(port: int, called_aet: str, calling_aet: str, tls: bool = False) -> subprocess.CompletedProcess:
+    """dcmtk's echoscu; with `tls`, anonymous TLS that does not check the node's certificate."""
+    secure = ["+tla", "-ic"] if tls else []
+    return subprocess.run(["/usr/bin/echoscu", *secure, "-aet", calling_aet, "-aec", called_aet, "127.0.0.1",
+                           str(port)], capture_output=True, text=True, timeout=30)
 
 
 class LocalNode:
-    """`renalnode serve` with a configuration for a local Orthanc as its one destination."""
+    """`renalnode serve` with a configuration (YAML) for a local Orthanc as its one destination."""
 
     def __init__(self, folder: Path, pacs_port: int, port: int, allowed_calling_aets: tuple[str, ...],
-                 quiet_seconds: float = 2.0, mirroring: bool = False, stow_url: str | None = None):
-        """Results go to the PACS by C-STORE to `pacs_port`, or by STOW-RS to `stow_url` when given."""
+                 quiet_seconds: float = 2.0, mirroring: bool = False, stow_url: str | None = None,
+                 listener: dict | None = None):
+        """Results go to the PACS by C-STORE to `pacs_port`, or by STOW-RS to `stow_url` when given;
+        `listener` adds or overrides listener settings (allowed_hosts, tls, ...)."""
         self.folder = Path(folder)
         self.port = port
         self.allowed_calling_aets = allowed_calling_aets
-        self.config = self.folder / "node.toml"
+        self.config = self.folder / "node.yaml"
         self.folder.mkdir(parents=True, exist_ok=True)
-        destination = (f'kind = "dicomweb"\nurl = "{stow_url}"' if stow_url else
-                       f'kind = "dicom"\nhost = "127.0.0.1"\nport = {pacs_port}\nae_title = "{ORTHANC_AET}"')
-        self.config.write_text(f"""# Written by deploy/local_services.py for a local node.
-[listener]
-ae_title = "{NODE_AET}"
-host = "127.0.0.1"
-port = {port}
-allowed_calling_aets = {json.dumps(list(allowed_calling_aets))}
-min_free_disk_mb = 64
-
-[node]
-spool = "spool"
-quiet_seconds = {quiet_seconds}
-max_wait_seconds = 300
-max_attempts = 2
-mirroring = {str(mirroring).lower()}
-
-[destinations.pacs]
-{destination}
-
-[dispatch]
-retry_base_seconds = 1
-retry_max_seconds = 4
-""")
+        destination = ({"kind": "dicomweb", "url": stow_url} if stow_url else
+                       {"kind": "dicom", "host": "127.0.0.1", "port": pacs_port, "ae_title": ORTHANC_AET})
+        config = {
+            "listener": {"ae_title": NODE_AET, "host": "127.0.0.1", "port": port,
+                         "allowed_calling_aets": list(allowed_calling_aets), "min_free_disk_mb": 64,
+                         **(listener or {})},
+            "node": {"spool": "spool", "quiet_seconds": quiet_seconds, "max_wait_seconds": 300, "max_attempts": 2,
+                     "mirroring": mirroring},
+            "destinations": {"pacs": destination},
+            "dispatch": {"retry_base_seconds": 1, "retry_max_seconds": 4},
+        }
+        self.config.write_text("# Written by deploy/local_services.py for a local node.\n"
+                               + yaml.safe_dump(config, sort_keys=False))
         self.process = None
+
+    def _listening(self) -> bool:
+        """The port accepts connections (whether this caller would be let in is the listener's business)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     @property
     def journal_url(self) -> str:
@@ -165,9 +168,7 @@ retry_max_seconds = 4
         with open(self.folder / "node.log", "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "renalnode", "serve", "--config", str(self.config)],
                                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        calling = self.allowed_calling_aets[0]
-        wait_until(lambda: echo(self.port, NODE_AET, calling).returncode == 0 or self.process.poll() is not None,
-                   120, what="the node to listen")
+        wait_until(lambda: self._listening() or self.process.poll() is not None, 120, what="the node to listen")
         if self.process.poll() is not None:
             raise RuntimeError(f"the node exited at start:\n{self.log_text()}")
         return self

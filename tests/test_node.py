@@ -28,9 +28,9 @@ def node(tmp_path, local_orthanc):
     pacs = local_orthanc(node_port)
     started = []
 
-    def start() -> LocalNode:
+    def start(**kwargs) -> LocalNode:
         process = LocalNode(tmp_path / "node", pacs.dicom_port, node_port, (MODALITY_AET, ORTHANC_AET),
-                            QUIET_SECONDS).start()
+                            QUIET_SECONDS, **kwargs).start()
         started.append(process)
         return process
 
@@ -177,3 +177,50 @@ def test_results_by_stow_rs(tmp_path, local_orthanc, phantom_cases):
         assert f"QIDO-RS {pacs.url}/dicom-web: success" in echoed.stdout
     finally:
         process.stop()
+
+
+def test_late_instances_are_processed_not_lost(node, phantom_cases, tmp_path):
+    """A series that arrives without one slice is quarantined (missing slice); the slice arriving
+    later reopens it, and the whole series is processed and sent."""
+    pacs, start = node
+    process = start()
+    slices = sorted((phantom_cases("HFS") / "dicom").iterdir())
+    first, late = tmp_path / "first", tmp_path / "late"
+    first.mkdir(), late.mkdir()
+    for n, path in enumerate(slices):
+        shutil.copy(path, (late if n == 20 else first) / path.name)
+    assert store_folder(process.port, NODE_AET, first, MODALITY_AET).returncode == 0
+    wait_until(lambda: [j["state"] for j in jobs(process)] == ["quarantined"], 120, what="the partial series")
+    assert "missing slice" in jobs(process)[0]["reason"]
+    assert store_folder(process.port, NODE_AET, late, MODALITY_AET).returncode == 0
+    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED, "quarantined"], 600, 2,
+               what="the completed series to be processed")
+    assert results_in(pacs) == ONE_RESULT_SET
+
+
+def test_access_control_at_association(tmp_path, local_orthanc):
+    """Hosts outside allowed_hosts, and everyone while the spool disk is short of space, are refused;
+    with TLS configured only TLS associations get in."""
+    pacs = local_orthanc()
+
+    def started(name: str, **listener) -> LocalNode:
+        return LocalNode(tmp_path / name, pacs.dicom_port, free_port(), (MODALITY_AET,), listener=listener).start()
+
+    nodes = [started("open"), started("hosts", allowed_hosts=["10.9.9.9"]),
+             started("full", min_free_disk_mb=10 ** 12)]
+    key, certificate = tmp_path / "node.key", tmp_path / "node.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(certificate), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    nodes.append(started("tls", tls={"certificate": str(certificate), "private_key": str(key)}))
+    try:
+        open_node, hosts, full, tls = nodes
+        assert echo(open_node.port, NODE_AET, MODALITY_AET).returncode == 0
+        assert echo(hosts.port, NODE_AET, MODALITY_AET).returncode != 0
+        assert "not in allowed_hosts" in hosts.log_text()
+        assert echo(full.port, NODE_AET, MODALITY_AET).returncode != 0
+        assert "free on the spool disk" in full.log_text()
+        assert echo(tls.port, NODE_AET, MODALITY_AET).returncode != 0
+        assert echo(tls.port, NODE_AET, MODALITY_AET, tls=True).returncode == 0
+    finally:
+        for process in nodes:
+            process.stop()

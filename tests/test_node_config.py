@@ -108,5 +108,5 @@ def test_map_runner_settings(tmp_path):
         with pytest.raises(ValueError, match="docker is not installed"):
             Worker(config, journal, spool)
         return
-    command = Worker(config, journal, spool).map_command(tmp_path / "in", tmp_path / "out")
+    command = Worker(config, journal, spool).map_command(tmp_path / "in", tmp_path / "out", "renalnode-job-1")
     assert command[:3] == ["docker", "run", "--rm"] and f"{tmp_path / 'in'}:/var/holoscan/input:ro" in command

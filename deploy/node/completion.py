@@ -21,8 +21,8 @@ def complete_quiet_series(journal: Journal, quiet_seconds: float, max_wait_secon
     done = []
     for row in journal.receiving_series():
         quiet = row["open_associations"] == 0 and now - row["last_received"] >= quiet_seconds
-        if quiet or now - row["first_received"] >= max_wait_seconds:
-            journal.mark_complete(row["series_uid"])
+        if (quiet or now - row["first_received"] >= max_wait_seconds) and \
+                journal.mark_complete(row["series_uid"], row["last_received"]):
             done.append(row["series_uid"])
             log.info("series %s complete: %d instance(s)%s", row["series_uid"], row["instances"],
                      "" if quiet else " (maximum wait reached)")
@@ -36,9 +36,14 @@ def route_complete_series(journal: Journal, rules: list[Rule]) -> list[int]:
                             row["calling_aet"])
         rule, reason = route(rules, facts)
         if rule is None:
-            made.append(journal.enqueue(row["series_uid"], (), QUARANTINED, reason))
-            log.warning("series %s quarantined: %s", row["series_uid"], reason)
+            job = journal.enqueue(row["series_uid"], (), QUARANTINED, reason)
         else:
-            made.append(journal.enqueue(row["series_uid"], rule.destinations))
-            log.info("series %s queued as job %d (%s)", row["series_uid"], made[-1], reason)
+            job = journal.enqueue(row["series_uid"], rule.destinations)
+        if job is None:  # an instance arrived meanwhile: it completes again later
+            continue
+        made.append(job)
+        if rule is None:
+            log.warning("series %s quarantined (job %d): %s", row["series_uid"], job, reason)
+        else:
+            log.info("series %s queued as job %d (%s)", row["series_uid"], job, reason)
     return made

@@ -121,6 +121,9 @@ def load_config(path: Path) -> NodeConfig:
     base = path.parent
     listener_data = dict(data.get("listener", {}))
     tls = listener_data.pop("tls", None)
+    for key in ("allowed_calling_aets", "allowed_hosts"):
+        if not isinstance(listener_data.get(key, []), list):
+            raise ValueError(f"{path}: listener.{key} must be a list, e.g. [\"ORTHANC\"]")
     try:
         listener = ListenerConfig(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in listener_data.items()},

@@ -32,6 +32,10 @@ def _store_scu(destination: Destination, calling_ae: str, datasets: list[pydicom
     if not assoc.is_established:
         raise DispatchError(f"association with {destination.ae_title}@{destination.host}:{destination.port} failed")
     try:
+        accepted = {context.abstract_syntax for context in assoc.accepted_contexts}
+        refused = sorted({ds.SOPClassUID.name for ds in datasets if ds.SOPClassUID not in accepted})
+        if refused:
+            raise DispatchError(f"{destination.ae_title} does not accept {', '.join(refused)}")
         for ds in datasets:
             status = assoc.send_c_store(ds)
             if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
@@ -93,9 +97,12 @@ class Dispatcher:
             try:
                 if destination is None:
                     raise DispatchError(f"destination {row['destination']} is no longer configured")
+                if not files:
+                    raise DispatchError(f"no result objects in {row['output']}")
                 self.send(destination, files)
-            except (DispatchError, OSError) as exc:
-                delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** row["attempts"])
+            except Exception as exc:  # one row's failure, whatever it is, must not hold up the others
+                delay = min(self.config.retry_max_seconds,
+                            self.config.retry_base_seconds * 2 ** min(row["attempts"], 30))
                 self.journal.dispatch_failed(row["id"], str(exc), time.time() + delay)
                 log.warning("job %d to %s: %s; next try in %.0f s", row["job_id"], row["destination"], exc, delay)
                 continue

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint,
                         create_engine, event, func, insert, select, update)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
@@ -74,6 +75,7 @@ outbox = Table(
 
 RECEIVING, COMPLETE, QUEUED, QUARANTINED = "receiving", "complete", "queued", "quarantined"
 RUNNING, RESULTS_READY, DISPATCHED, FAILED = "running", "results_ready", "dispatched", "failed"
+SUPERSEDED, RETRIED = "superseded", "retried"  # a newer job took over; an operator retried it
 PENDING, SENT = "pending", "sent"
 
 
@@ -108,18 +110,26 @@ class Journal:
         instances are processed with the rest, never dropped (the rerun writes the same UIDs)."""
         now = now or time.time()
         with self.engine.begin() as db:
-            row = db.execute(select(series.c.state).where(series.c.series_uid == series_uid)).first()
-            if row is None:
-                db.execute(insert(series).values(series_uid=series_uid, study_uid=study_uid, calling_aet=calling_aet,
-                                                 state=RECEIVING, first_received=now, last_received=now,
-                                                 instances=0, open_associations=0, reason="", **facts))
-            known = db.execute(select(instances.c.sop_uid).where(instances.c.sop_uid == sop_uid)).first()
-            if known is None:
-                db.execute(insert(instances).values(sop_uid=sop_uid, series_uid=series_uid, path=path, received=now))
+            # Two associations may bring the first instances of one series at once: insert-or-ignore.
+            db.execute(self._insert_ignore(series).values(
+                series_uid=series_uid, study_uid=study_uid, calling_aet=calling_aet, state=RECEIVING,
+                first_received=now, last_received=now, instances=0, open_associations=0, reason="", **facts))
+            db.execute(self._insert_ignore(instances).values(sop_uid=sop_uid, series_uid=series_uid, path=path,
+                                                              received=now))
+            # A series reopened by a late instance starts a new receiving period (and maximum wait).
+            db.execute(update(series).where(series.c.series_uid == series_uid, series.c.state != RECEIVING)
+                       .values(first_received=now))
             db.execute(update(series).where(series.c.series_uid == series_uid).values(
                 state=RECEIVING, reason="", last_received=now,
                 instances=select(func.count()).select_from(instances)
                 .where(instances.c.series_uid == series_uid).scalar_subquery()))
+
+    def _insert_ignore(self, table: Table):
+        dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"journal database {dialect} is not supported (SQLite or PostgreSQL)")
+        module = sqlite if dialect == "sqlite" else postgresql
+        return module.insert(table).on_conflict_do_nothing()
 
     def association_opened(self, series_uid: str) -> None:
         with self.engine.begin() as db:
@@ -152,20 +162,31 @@ class Journal:
         with self.engine.connect() as db:
             return [r.path for r in db.execute(select(instances.c.path).where(instances.c.series_uid == series_uid))]
 
-    def mark_complete(self, series_uid: str) -> None:
+    def mark_complete(self, series_uid: str, last_received: float) -> bool:
+        """Complete, unless an instance arrived since the caller looked (then it is still receiving)."""
         with self.engine.begin() as db:
-            db.execute(update(series).where(series.c.series_uid == series_uid, series.c.state == RECEIVING)
-                       .values(state=COMPLETE))
+            return db.execute(update(series).where(series.c.series_uid == series_uid, series.c.state == RECEIVING,
+                                                   series.c.last_received == last_received)
+                              .values(state=COMPLETE)).rowcount == 1
 
     def complete_series(self) -> list[dict]:
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(select(series).where(series.c.state == COMPLETE))]
 
     def enqueue(self, series_uid: str, destinations: tuple[str, ...], state: str = QUEUED, reason: str = "",
-                now: float | None = None) -> int:
-        """A complete series gets its job: queued to run, or quarantined at once (not routable)."""
+                now: float | None = None) -> int | None:
+        """A complete series gets its job: queued to run, or quarantined at once (not routable). Older
+        queued jobs and unsent results of the series are superseded: only the newest, complete series
+        may reach the destinations. None when the series is no longer complete (an instance arrived)."""
         with self.engine.begin() as db:
-            db.execute(update(series).where(series.c.series_uid == series_uid).values(state=state, reason=reason))
+            if not db.execute(update(series).where(series.c.series_uid == series_uid, series.c.state == COMPLETE)
+                              .values(state=state, reason=reason)).rowcount:
+                return None
+            older = select(jobs.c.id).where(jobs.c.series_uid == series_uid)
+            db.execute(update(jobs).where(jobs.c.series_uid == series_uid, jobs.c.state == QUEUED)
+                       .values(state=SUPERSEDED))
+            db.execute(update(outbox).where(outbox.c.job_id.in_(older), outbox.c.state == PENDING)
+                       .values(state=SUPERSEDED))
             return db.execute(insert(jobs).values(series_uid=series_uid, destinations=",".join(destinations),
                                                   state=state, attempts=0, reason=reason, output="",
                                                   created=now or time.time())).inserted_primary_key[0]
@@ -184,12 +205,17 @@ class Journal:
             return Job(row.id, row.series_uid, tuple(d for d in row.destinations.split(",") if d), row.attempts + 1,
                        row.output)
 
-    def finish(self, job_id: int, state: str, reason: str = "", output: str = "",
-               retry_at: float | None = None) -> None:
-        """A job's result: results ready (outbox rows made), or failed, quarantined, or queued again."""
+    def finish(self, job_id: int, state: str, reason: str = "", output: str = "") -> None:
+        """A job's result: results ready (outbox rows made), or failed, quarantined, or queued again.
+        A job overtaken by a newer one of its series (late instances) never sends and never
+        quarantines the series: the newer job speaks for it."""
         now = time.time()
         with self.engine.begin() as db:
             job = db.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            newer = db.execute(select(jobs.c.id).where(jobs.c.series_uid == job.series_uid,
+                                                       jobs.c.id > job_id)).first()
+            if state == RESULTS_READY and newer is not None:
+                state, reason = SUPERSEDED, f"job {newer.id} took over (more instances arrived)"
             db.execute(update(jobs).where(jobs.c.id == job_id).values(state=state, reason=reason, finished=now,
                                                                       output=output or job.output))
             if state == RESULTS_READY:
@@ -199,14 +225,22 @@ class Journal:
                     if exists is None:
                         db.execute(insert(outbox).values(job_id=job_id, destination=destination, state=PENDING,
                                                          attempts=0, next_attempt=now, last_error=""))
-            if state in (QUARANTINED, FAILED):
-                db.execute(update(series).where(series.c.series_uid == job.series_uid)
+            if state in (QUARANTINED, FAILED) and newer is None:  # and the series was not reopened meanwhile
+                db.execute(update(series).where(series.c.series_uid == job.series_uid, series.c.state == QUEUED)
                            .values(state=QUARANTINED, reason=reason))
 
-    def reclaim_running(self) -> int:
-        """At start: jobs left running by a crash are queued again (their attempt counted)."""
+    def reclaim_running(self, max_attempts: int) -> int:
+        """At start: jobs left running by a crash are queued again (their attempt counted), unless
+        they used up their attempts: a study that kills the process must not stop the node for good."""
+        reason = f"the node stopped during each of {max_attempts} attempt(s) at this job"
         with self.engine.begin() as db:
-            return db.execute(update(jobs).where(jobs.c.state == RUNNING).values(state=QUEUED)).rowcount
+            spent = [r.id for r in db.execute(select(jobs.c.id).where(jobs.c.state == RUNNING,
+                                                                      jobs.c.attempts >= max_attempts))]
+            requeued = db.execute(update(jobs).where(jobs.c.state == RUNNING, jobs.c.attempts < max_attempts)
+                                  .values(state=QUEUED)).rowcount
+        for job_id in spent:
+            self.finish(job_id, QUARANTINED, reason)
+        return requeued
 
     def retry(self, job_id: int) -> None:
         """An operator's retry of a failed or quarantined job: its series is routed again and gets a
@@ -218,7 +252,11 @@ class Journal:
             if job.state not in (FAILED, QUARANTINED):
                 raise ValueError(f"job {job_id} is {job.state}: only failed or quarantined jobs are retried")
             # Routed again from scratch, so that a corrected routing rule or destination applies.
-            db.execute(update(series).where(series.c.series_uid == job.series_uid).values(state=COMPLETE, reason=""))
+            if not db.execute(update(series).where(series.c.series_uid == job.series_uid,
+                                                   series.c.state == QUARANTINED)
+                              .values(state=COMPLETE, reason="")).rowcount:
+                raise ValueError(f"job {job_id}'s series is no longer quarantined (a newer job or new instances)")
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(state=RETRIED))
 
     # --- dispatcher -----------------------------------------------------------------------------
     def due_dispatches(self, now: float | None = None) -> list[dict]:
@@ -252,7 +290,8 @@ class Journal:
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(
                 select(series.c.series_uid, series.c.reason, series.c.instances, series.c.calling_aet, jobs.c.id)
-                .outerjoin(jobs, jobs.c.series_uid == series.c.series_uid).where(series.c.state == QUARANTINED))]
+                .join(jobs, jobs.c.series_uid == series.c.series_uid)
+                .where(series.c.state == QUARANTINED, jobs.c.state.in_((QUARANTINED, FAILED))))]
 
     def counts(self) -> dict[str, dict[str, int]]:
         with self.engine.connect() as db:

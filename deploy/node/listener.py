@@ -14,7 +14,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
 from deploy.node.config import ListenerConfig
-from deploy.node.journal import Journal
+from deploy.node.journal import Journal, series
 from deploy.node.spool import Spool
 
 log = logging.getLogger("renalnode.node")
@@ -89,7 +89,8 @@ class Listener:
         calling = event.assoc.requestor.ae_title
         try:
             path = self.spool.store(study_uid, series_uid, sop_uid, event.encoded_dataset())
-            facts = {name: str(header.get(keyword, "") or "")[:128] for name, keyword in FACTS.items()}
+            facts = {name: str(header.get(keyword, "") or "")[:series.c[name].type.length]
+                     for name, keyword in FACTS.items()}
             self.journal.record_instance(sop_uid, series_uid, study_uid, str(path), calling, facts)
         except ValueError as exc:
             log.warning("instance refused: %s", exc)

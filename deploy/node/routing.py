@@ -62,6 +62,8 @@ def load_rules(path: Path, known_destinations: set[str]) -> list[Rule]:
                 re.compile(pattern)
         except (KeyError, TypeError, re.error) as exc:
             raise ValueError(f"routing rules {path}: rule {item!r}: {exc!r}") from None
+        if not rule.destinations:
+            raise ValueError(f"routing rules {path}: rule {rule.name} has no destinations")
         unknown = set(rule.destinations) - known_destinations
         if unknown:
             raise ValueError(f"routing rules {path}: rule {rule.name} names unknown destinations {sorted(unknown)}")

@@ -49,7 +49,7 @@ class Node:
 
     def run(self) -> None:
         self.journal.reset_open_associations()
-        reclaimed = self.journal.reclaim_running()
+        reclaimed = self.journal.reclaim_running(self.config.max_attempts)
         if reclaimed:
             log.warning("%d job(s) left running by an earlier stop queued again", reclaimed)
         self.listener.start()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from renalnode.atomic import write_bytes_atomic
 
-UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def valid_uid(uid: str) -> bool:
-    return bool(uid) and len(uid) <= 64 and UID.match(uid) is not None
+    return bool(uid) and len(uid) <= 64 and UID.fullmatch(uid) is not None
 
 
 class Spool:

@@ -27,19 +27,25 @@ class Worker:
         if config.runner == "map" and shutil.which("docker") is None:
             raise ValueError("node.runner is 'map' but docker is not installed on this machine")
 
-    def map_command(self, input_folder: Path, output_folder: Path) -> list[str]:
+    def map_command(self, input_folder: Path, output_folder: Path, name: str) -> list[str]:
         """`docker run` of the MAP on one series, as README's MAP section shows IT."""
-        return ["docker", "run", "--rm", "--gpus", "all", "--ulimit", "stack=33554432", "--ipc", "host",
+        return ["docker", "run", "--rm", "--name", name, "--gpus", "all", "--ulimit", "stack=33554432", "--ipc", "host",
                 "-v", f"{input_folder}:/var/holoscan/input:ro", "-v", f"{output_folder}:/var/holoscan/output",
                 "-e", f"RENALNODE_MIRRORING={int(self.config.mirroring)}",
                 "-e", f"RENALNODE_TILE_STEP_SIZE={self.config.tile_step_size}", self.config.map_image]
 
-    def run_app(self, input_folder: Path, output_folder: Path) -> RunRecord:
+    def run_app(self, input_folder: Path, output_folder: Path, job_id: int) -> RunRecord:
         if self.config.runner == "in-process":
             return run_study(input_folder, output_folder, self.config.model, self.settings)
         output_folder.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(self.map_command(input_folder, output_folder), capture_output=True, text=True,
-                                timeout=self.config.map_timeout_seconds)
+        # Named after the job: a container left by a timeout or by a killed node is removed, never doubled.
+        name = f"renalnode-job-{job_id}"
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        try:
+            result = subprocess.run(self.map_command(input_folder, output_folder, name), capture_output=True,
+                                    text=True, timeout=self.config.map_timeout_seconds)
+        finally:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         if result.returncode:
             raise RuntimeError(f"the MAP exited {result.returncode}: {result.stderr.strip()[-500:]}")
         return RunRecord.read(output_folder)
@@ -53,7 +59,7 @@ class Worker:
         output = self.config.results / str(job.id)
         log.info("job %d: series %s, attempt %d", job.id, job.series_uid, job.attempts)
         try:
-            record = self.run_app(self.spool.series_folder(row["study_uid"], job.series_uid), output)
+            record = self.run_app(self.spool.series_folder(row["study_uid"], job.series_uid), output, job.id)
         except Exception as exc:  # the app failed: retried, and quarantined when attempts run out
             reason = f"{type(exc).__name__}: {exc}"
             log.error("job %d failed: %s\n%s", job.id, reason, traceback.format_exc(limit=5))
