@@ -66,6 +66,22 @@ def phantom_cases(tmp_path_factory):
     return make_phantom
 
 
+def copy_series(case: Path, destination: Path, skip=(), edit=None) -> Path:
+    """A phantom case's DICOM series copied slice by slice, leaving out the slice indices in `skip`
+    (in file-name order) and passing each kept slice with its index to `edit(n, ds)` first."""
+    import pydicom
+
+    destination.mkdir(parents=True)
+    for n, path in enumerate(sorted((case / "dicom").iterdir())):
+        if n in skip:
+            continue
+        ds = pydicom.dcmread(path)
+        if edit:
+            edit(n, ds)
+        ds.save_as(destination / path.name)
+    return destination
+
+
 def load_truth(folder: Path) -> dict:
     return json.loads((folder / "truth.json").read_text())
 

@@ -18,7 +18,7 @@ from pydicom.data import get_testdata_file
 
 import operators.nnunet_ensemble as ensemble
 from app.app import AppSettings, run_study
-from conftest import dciodvfy_errors, lesion_components, load_truth, phantom_volume_and_label
+from conftest import copy_series, dciodvfy_errors, lesion_components, load_truth, phantom_volume_and_label
 from operators.postprocessing import find_findings
 from operators.seg_writer import CYST, KIDNEY, NEOPLASM
 from operators.sr_writer import VOLUME
@@ -126,25 +126,13 @@ def test_rerun_in_the_same_process_reuses_the_model_and_writes_the_same_objects(
                                          "seg", "sr", "pdf"}
 
 
-def _copy_study(case: Path, destination: Path, edit=None, skip=()) -> Path:
-    destination.mkdir(parents=True)
-    for n, path in enumerate(sorted((case / "dicom").iterdir())):
-        if n in skip:
-            continue
-        ds = pydicom.dcmread(path)
-        if edit:
-            edit(ds)
-        ds.save_as(destination / path.name)
-    return destination
-
-
 def test_localizer_only_study_gives_a_reason_from_the_command_line(phantom_cases, tmp_path):
     """`python -m app -i -o -m` as documented, on a study holding only a localizer."""
-    def as_localizer(ds):
+    def as_localizer(_, ds):
         ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
         ds.SeriesDescription = "Topogram 0.6 T20f"
 
-    study = _copy_study(phantom_cases("HFS"), tmp_path / "in", as_localizer, skip=range(3, 1000))
+    study = copy_series(phantom_cases("HFS"), tmp_path / "in", skip=range(3, 1000), edit=as_localizer)
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "app", "-i", str(study), "-o", str(out), "-m", str(DEMO)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -155,7 +143,7 @@ def test_localizer_only_study_gives_a_reason_from_the_command_line(phantom_cases
 
 
 def test_missing_slice_gives_a_reason(phantom_cases, tmp_path):
-    study = _copy_study(phantom_cases("FFS"), tmp_path / "in", skip={20})
+    study = copy_series(phantom_cases("FFS"), tmp_path / "in", skip={20})
     record = run_study(study, tmp_path / "out", DEMO, FAST)
     assert record.status == VOLUME_REJECTED and "1 missing slice(s) between" in record.reason
     assert [p.name for p in (tmp_path / "out").iterdir()] == [RECORD_NAME]

@@ -6,13 +6,12 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from conftest import run_renalnode
+from conftest import copy_series, run_renalnode
 from deploy.local_services import NODE_AET, ORTHANC_AET, LocalNode, echo, free_port, store_folder, wait_until
 from deploy.node.journal import DISPATCHED, Journal
 
@@ -70,16 +69,9 @@ def test_study_stored_to_the_node_comes_back_to_the_pacs(node, phantom_cases):
     assert str(ct.PatientName) not in log and str(ct.PatientID) not in log
 
 
-def _copy(case: Path, destination: Path, skip=(), corrupt=()) -> Path:
-    destination.mkdir(parents=True)
-    for n, path in enumerate(sorted((case / "dicom").iterdir())):
-        if n in skip:
-            continue
-        ds = pydicom.dcmread(path)
-        if n in corrupt:
-            ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]  # valid encoding, half the pixels
-        ds.save_as(destination / path.name)
-    return destination
+def _halve_pixels_of_slice_10(n: int, ds: pydicom.Dataset) -> None:
+    if n == 10:
+        ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]  # valid encoding, half the pixels
 
 
 def test_bad_input_is_quarantined_while_a_good_series_succeeds(node, phantom_cases, tmp_path):
@@ -92,8 +84,8 @@ def test_bad_input_is_quarantined_while_a_good_series_succeeds(node, phantom_cas
     mr = tmp_path / "mr"
     mr.mkdir()
     shutil.copy(get_testdata_file("MR_small.dcm"), mr / "mr.dcm")
-    partial = _copy(phantom_cases("HFS"), tmp_path / "partial", skip={20})
-    corrupt = _copy(phantom_cases("HFP"), tmp_path / "corrupt", corrupt={10})
+    partial = copy_series(phantom_cases("HFS"), tmp_path / "partial", skip={20})
+    corrupt = copy_series(phantom_cases("HFP"), tmp_path / "corrupt", edit=_halve_pixels_of_slice_10)
     senders = [subprocess.Popen(["/usr/bin/storescu", "-aet", MODALITY_AET, "-aec", NODE_AET, "+sd", "+r",
                                  "127.0.0.1", str(process.port), str(folder)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

@@ -45,12 +45,16 @@ def _store_scu(destination: Destination, calling_ae: str, datasets: list[pydicom
         assoc.release()
 
 
-def _stow(destination: Destination, datasets: list[pydicom.Dataset]) -> None:
+def _dicomweb(destination: Destination) -> DICOMwebClient:
     session = requests.Session()
     if destination.username:
         session.auth = (destination.username, destination.password)
+    return DICOMwebClient(url=destination.url, session=session)
+
+
+def _stow(destination: Destination, datasets: list[pydicom.Dataset]) -> None:
     try:
-        DICOMwebClient(url=destination.url, session=session).store_instances(datasets)
+        _dicomweb(destination).store_instances(datasets)
     except requests.RequestException as exc:
         raise DispatchError(f"STOW-RS to {destination.url}: {exc}") from None
 
@@ -68,11 +72,8 @@ def echo(destination: Destination, calling_ae: str) -> str:
         if not status or status.Status != 0:
             raise DispatchError("C-ECHO failed")
         return f"C-ECHO {destination.ae_title}@{destination.host}:{destination.port}: success"
-    session = requests.Session()
-    if destination.username:
-        session.auth = (destination.username, destination.password)
     try:
-        DICOMwebClient(url=destination.url, session=session).search_for_studies(limit=1)
+        _dicomweb(destination).search_for_studies(limit=1)
     except requests.RequestException as exc:
         raise DispatchError(f"DICOMweb {destination.url}: {exc}") from None
     return f"QIDO-RS {destination.url}: success"
