@@ -2,7 +2,8 @@
 a key image per kidney and per lesion with the paper's colours as overlay, the model's name and
 version, and the not-for-diagnostic-use notice.
 
-Key images are axial slices through each finding's centroid, shown as radiologists read them
+Key images are axial slices through each finding's centroid (also written as PNG files next to the
+run record, for the node's dashboard, never sent), shown as radiologists read them
 (patient's right on the image's left, anterior up) whatever the patient position: the CT and
 labels are reoriented to LPS first, whose array order is exactly that display order.
 """
@@ -67,8 +68,15 @@ class KeyImages:
         return picture.resize((width_px, max(1, round(width_px * (rows * sy) / (columns * sx)))))
 
 
-def render_pdf(ct: sitk.Image, findings: Sequence[Finding], model_name: str, model_version: str,
+def png_bytes(picture: Image.Image) -> bytes:
+    png = io.BytesIO()
+    picture.save(png, format="PNG")
+    return png.getvalue()
+
+
+def render_pdf(findings: Sequence[Finding], key_images: Sequence[Image.Image], model_name: str, model_version: str,
                study: Dataset) -> bytes:
+    """The report; `key_images[n]` is finding n's key image."""
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(buffer, pagesize=A4, title="renalnode report", author="renalnode",
                             leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm, bottomMargin=15 * mm,
@@ -92,15 +100,10 @@ def render_pdf(ct: sitk.Image, findings: Sequence[Finding], model_name: str, mod
                                ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey)]))
     story += [table, Spacer(1, 6 * mm), Paragraph("Key images (patient's right on the left, anterior up; "
                                                    "kidney green, cyst blue, solid mass red)", styles["Heading3"])]
-    key_images = KeyImages(ct, findings)
-    for n, f in enumerate(findings):
-        picture = key_images.through(n)
-        png = io.BytesIO()
-        picture.save(png, format="PNG")
-        png.seek(0)
+    for f, picture in zip(findings, key_images, strict=True):
         width = 80 * mm
         story += [Paragraph(f.name, styles["Heading4"]),
-                  FlowImage(png, width=width, height=width * picture.height / picture.width)]
+                  FlowImage(io.BytesIO(png_bytes(picture)), width=width, height=width * picture.height / picture.width)]
     doc.build(story)
     return buffer.getvalue()
 
@@ -155,6 +158,10 @@ class PdfReportOperator(RecordingOperator):
         study: StudyFindings = op_input.receive("findings")
         source = study.volume.slices[0]
         with self.record.stage("pdf"):
-            pdf = render_pdf(study.volume.image, study.findings, study.model.name, study.model.version, source)
+            key_images = KeyImages(study.volume.image, study.findings)
+            pictures = [key_images.through(n) for n in range(len(study.findings))]
+            pdf = render_pdf(study.findings, pictures, study.model.name, study.model.version, source)
+            for finding, picture in zip(study.findings, pictures):
+                self.record.save_key_image(finding.name, png_bytes(picture), self.output_folder)
             self.record.save_output("PDF", encapsulate_pdf(pdf, source, study.model.name, study.model.version),
                                     self.output_folder)

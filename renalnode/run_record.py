@@ -17,6 +17,7 @@ from pydicom import Dataset
 from renalnode.atomic import save_dicom_atomic, write_bytes_atomic
 
 RECORD_NAME = "renalnode-run.json"
+KEY_IMAGE_FOLDER = "key-images"
 log = logging.getLogger("renalnode.app")
 
 # How a run ended. Only COMPLETED writes DICOM objects.
@@ -38,6 +39,7 @@ class RunRecord:
     model: dict = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> file, SOP class and instance UIDs
+    key_images: dict[str, str] = field(default_factory=dict)  # finding name -> PNG file under key-images/
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
@@ -62,6 +64,14 @@ class RunRecord:
                               "sop_instance_uid": str(ds.SOPInstanceUID),
                               "series_instance_uid": str(ds.SeriesInstanceUID)}
         log.info("wrote %s %s", kind, path.name)
+        return path
+
+    def save_key_image(self, finding_name: str, png: bytes, folder: Path) -> Path:
+        """A key image for people watching the node (its dashboard); not one of the DICOM outputs."""
+        name = f"{len(self.key_images) + 1:02d}.png"
+        (Path(folder) / KEY_IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
+        path = write_bytes_atomic(Path(folder) / KEY_IMAGE_FOLDER / name, png)
+        self.key_images[finding_name] = f"{KEY_IMAGE_FOLDER}/{name}"
         return path
 
     def as_dict(self) -> dict:

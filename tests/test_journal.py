@@ -64,7 +64,7 @@ def test_reclaim_after_crash_requeues_or_quarantines_spent_jobs(journal):
     assert journal.reclaim_running(max_attempts=2) == 1
     states = {job["id"]: (job["state"], job["reason"]) for job in journal.recent_jobs()}
     assert states[once][0] == j.QUEUED
-    assert states[spent] == (j.QUARANTINED, "the node stopped during each of 2 attempt(s) at this job")
+    assert states[spent] == (j.FAILED, "the node stopped during each of 2 attempt(s) at this job")
     assert journal.series_row("1.6")["state"] == j.QUARANTINED
 
 

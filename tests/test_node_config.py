@@ -93,6 +93,7 @@ def test_map_runner_settings(tmp_path):
     import shutil
 
     from deploy.node.journal import Journal
+    from deploy.node.metrics import NodeMetrics
     from deploy.node.spool import Spool
     from deploy.node.worker import Worker
 
@@ -104,9 +105,10 @@ def test_map_runner_settings(tmp_path):
         "quiet_seconds = 5", 'quiet_seconds = 5\nrunner = "map"\nmap_image = "renalnode-map:0.1.0"'))
     config = load_config(tmp_path / "node.toml")
     journal, spool = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}"), Spool(config.spool)
+    metrics = NodeMetrics(journal, spool.root)
     if shutil.which("docker") is None:
         with pytest.raises(ValueError, match="docker is not installed"):
-            Worker(config, journal, spool)
+            Worker(config, journal, spool, metrics)
         return
-    command = Worker(config, journal, spool).map_command(tmp_path / "in", tmp_path / "out", "renalnode-job-1")
+    command = Worker(config, journal, spool, metrics).map_command(tmp_path / "in", tmp_path / "out", "renalnode-job-1")
     assert command[:3] == ["docker", "run", "--rm"] and f"{tmp_path / 'in'}:/var/holoscan/input:ro" in command

@@ -30,7 +30,9 @@ def test_key_images_show_the_right_kidney_on_the_left(phantom_cases, position):
 def test_pdf_holds_table_images_and_notice(phantom_cases, tmp_path):
     folder = phantom_cases("HFS")
     volume, findings = _findings(folder)
-    pdf = render_pdf(volume.image, findings, "test-model", "1.2.3", volume.slices[0])
+    key_images = KeyImages(volume.image, findings)
+    pictures = [key_images.through(n) for n in range(len(findings))]
+    pdf = render_pdf(findings, pictures, "test-model", "1.2.3", volume.slices[0])
     assert pdf.startswith(b"%PDF")
     assert NOTICE[:40].encode() in pdf
     assert b"test-model" in pdf

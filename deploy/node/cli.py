@@ -31,6 +31,8 @@ def _journal(args):
 
 def _status(args) -> int:
     journal = _journal(args)
+    if args.audit or args.series or args.job or args.event:
+        return _audit(journal, args)
     for name, counts in journal.counts().items():
         print(f"{name}: " + (", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "none"))
     print(f"\n{'job':>5}  {'state':<14} {'attempts':>8}  {'created':<19}  {'finished':<19}  series / reason")
@@ -39,6 +41,19 @@ def _status(args) -> int:
               f"{_when(job['finished']):<19}  {job['series_uid']}")
         if job["reason"]:
             print(f"{'':>7}{job['reason']}")
+    return 0
+
+
+def _audit(journal, args) -> int:
+    """The audit log, newest first (--audit N rows; --series, --job, --event narrow it)."""
+    events = journal.audit_events(args.audit or 50, args.series or "", args.job, args.event or "")
+    for row in events:
+        where = " ".join(filter(None, [f"job {row['job_id']}" if row["job_id"] else "",
+                                       f"series {row['series_uid']}" if row["series_uid"] else "",
+                                       f"to {row['destination']}" if row["destination"] else ""]))
+        print(f"{_when(row['time'])}  {row['event']:<20} {where}{'  ' if where else ''}{row['detail']}")
+    if not events:
+        print("no audit events match")
     return 0
 
 
@@ -80,7 +95,12 @@ def add_parser(sub) -> None:
         return parser
 
     command("serve", _serve, "run the DICOM node: receive, process, send back")
-    command("status", _status, "queue counts and recent jobs").add_argument("--limit", type=int, default=20)
+    status = command("status", _status, "queue counts and recent jobs, or the audit log")
+    status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
+    status.add_argument("--audit", type=int, metavar="N", help="the newest N audit events instead")
+    status.add_argument("--series", help="audit events of one series (UID)")
+    status.add_argument("--job", type=int, help="audit events of one job")
+    status.add_argument("--event", help="audit events of one kind, e.g. job, dispatch.failed, association.refused")
     command("retry", _retry, "route and process a failed or quarantined job's series again").add_argument(
         "job", type=int)
     quarantine = command("quarantine", _quarantine, "quarantined series with their reasons")

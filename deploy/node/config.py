@@ -11,6 +11,10 @@ variables the file names, never from the file itself.
     [destinations.NAME]   kind = "dicom": host, port, ae_title
                           kind = "dicomweb": url, username, password_env
     [dispatch]            retry_base_seconds, retry_max_seconds
+    [web]                 host, port, username, password_env, url (optional): the dashboard, /metrics
+                          and /healthz (deploy/node/web.py); no [web], no web server
+    [notifications]       webhook_url or webhook_url_env, destination_failing_seconds, max_attempts,
+                          retry_base_seconds, retry_max_seconds, timeout_seconds
 """
 from __future__ import annotations
 
@@ -59,6 +63,26 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    username: str
+    password: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    url: str = ""                      # the dashboard's address as people reach it, for links in notifications
+    health_check_seconds: float = 30   # destinations are checked at most this often for /healthz
+
+
+@dataclass(frozen=True)
+class NotificationConfig:
+    webhook_url: str = field(repr=False)   # a chat webhook's URL is itself a secret
+    destination_failing_seconds: float = 900
+    max_attempts: int = 10
+    retry_base_seconds: float = 5
+    retry_max_seconds: float = 600
+    timeout_seconds: float = 10
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     listener: ListenerConfig
     spool: Path
@@ -76,6 +100,8 @@ class NodeConfig:
     runner: str = "in-process"     # or "map": `docker run` of the MAP image for every job
     map_image: str = ""
     map_timeout_seconds: float = 3600.0
+    web: WebConfig | None = None
+    notifications: NotificationConfig | None = None
 
     @property
     def results(self) -> Path:
@@ -100,14 +126,38 @@ def _destination(name: str, data: dict) -> Destination:
         raise ValueError(f"destination {name}: kind must be 'dicom' or 'dicomweb', not {kind!r}")
     if missing:
         raise ValueError(f"destination {name}: {', '.join(missing)} missing")
-    password = ""
-    if data.get("password_env"):
-        password = os.environ.get(data["password_env"], "")
-        if not password:
-            raise ValueError(f"destination {name}: environment variable {data['password_env']} is not set")
     return Destination(name=name, kind=kind, host=str(data.get("host", "")), port=int(data.get("port", 0)),
                        ae_title=str(data.get("ae_title", "")), url=str(data.get("url", "")),
-                       username=str(data.get("username", "")), password=password)
+                       username=str(data.get("username", "")),
+                       password=_secret(data, "password_env", f"destination {name}") if data.get("password_env") else "")
+
+
+def _secret(data: dict, key: str, where: str) -> str:
+    """The value of the environment variable that `data[key]` names: secrets never live in the file."""
+    variable = data.get(key)
+    if not variable:
+        raise ValueError(f"{where}: {key} missing (the environment variable holding the secret)")
+    value = os.environ.get(variable, "")
+    if not value:
+        raise ValueError(f"{where}: environment variable {variable} is not set")
+    return value
+
+
+def _web(data: dict) -> WebConfig:
+    data = dict(data)
+    password = _secret(data, "password_env", "web")
+    data.pop("password_env")
+    return WebConfig(password=password, **{"username": "admin", **data})
+
+
+def _notifications(data: dict) -> NotificationConfig:
+    data = dict(data)
+    if "webhook_url_env" in data:
+        data["webhook_url"] = _secret(data, "webhook_url_env", "notifications")
+        data.pop("webhook_url_env")
+    if not str(data.get("webhook_url", "")).startswith(("http://", "https://")):
+        raise ValueError("notifications: webhook_url (or webhook_url_env) must give an http(s) URL")
+    return NotificationConfig(**data)
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -139,6 +189,8 @@ def load_config(path: Path) -> NodeConfig:
             model=(base / node["model"]) if "model" in node else ROOT / "models" / "renalnode-demo",
             routing_rules=base / data.get("routing", {}).get("rules", ROOT / "deploy" / "node" / "routing.yaml"),
             destinations={name: _destination(name, d) for name, d in data.get("destinations", {}).items()},
+            web=_web(data["web"]) if "web" in data else None,
+            notifications=_notifications(data["notifications"]) if "notifications" in data else None,
             **{k: v for k, v in node.items() if k in TUNABLE},
             **{k: v for k, v in data.get("dispatch", {}).items()})
     except TypeError as exc:  # an unknown or misspelt key

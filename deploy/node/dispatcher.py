@@ -16,6 +16,7 @@ from pynetdicom.sop_class import Verification
 
 from deploy.node.config import Destination, NodeConfig
 from deploy.node.journal import Journal
+from deploy.node.metrics import NodeMetrics
 
 log = logging.getLogger("renalnode.node")
 
@@ -80,8 +81,8 @@ def echo(destination: Destination, calling_ae: str) -> str:
 
 
 class Dispatcher:
-    def __init__(self, config: NodeConfig, journal: Journal):
-        self.config, self.journal = config, journal
+    def __init__(self, config: NodeConfig, journal: Journal, metrics: NodeMetrics):
+        self.config, self.journal, self.metrics = config, journal, metrics
 
     def send(self, destination: Destination, files: list[Path]) -> None:
         datasets = [pydicom.dcmread(f) for f in files]
@@ -105,9 +106,11 @@ class Dispatcher:
                 delay = min(self.config.retry_max_seconds,
                             self.config.retry_base_seconds * 2 ** min(row["attempts"], 30))
                 self.journal.dispatch_failed(row["id"], str(exc), time.time() + delay)
+                self.metrics.dispatch_failures.labels(row["destination"]).inc()
                 log.warning("job %d to %s: %s; next try in %.0f s", row["job_id"], row["destination"], exc, delay)
                 continue
-            self.journal.dispatched(row["id"])
+            self.journal.dispatched(row["id"], f"{len(files)} object(s)")
+            self.metrics.dispatches.labels(row["destination"]).inc()
             sent += 1
             log.info("job %d: %d object(s) sent to %s", row["job_id"], len(files), row["destination"])
         return sent

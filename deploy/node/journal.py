@@ -9,11 +9,16 @@ Jobs:    queued -> running -> results_ready -> dispatched
                             -> queued again (failed attempt, under max_attempts) | failed | quarantined
 Outbox:  one row per (job, destination): pending -> sent, with attempts, last error and the next
          attempt time (exponential back-off).
+Audit:   every association, stored instance count, job state change, dispatch and operator action,
+         written in the same transaction as the change it records; UIDs, never patient data.
+Notifications: webhook messages (quarantined series, failed job, failing destination) waiting to be
+         delivered, made in the transaction of their event so that none is lost (deploy/node/notify.py).
 The hand-off to the worker is three calls (enqueue, claim, finish) so that another queue can
 take its place when the node scales out.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -73,10 +78,41 @@ outbox = Table(
     UniqueConstraint("job_id", "destination"),
 )
 
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("event", String(32), nullable=False, index=True),
+    Column("series_uid", String(64), nullable=False, default="", index=True),
+    Column("job_id", Integer, index=True),
+    Column("destination", String(64), nullable=False, default="", index=True),
+    Column("detail", Text, nullable=False, default=""),
+)
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),  # one message per occurrence, however often seen
+    Column("event", String(32), nullable=False),
+    Column("payload", Text, nullable=False),                 # the JSON body
+    Column("state", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", Float, nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("created", Float, nullable=False),
+)
+heartbeat = Table(
+    "heartbeat", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("time", Float, nullable=False),
+)
+
 RECEIVING, COMPLETE, QUEUED, QUARANTINED = "receiving", "complete", "queued", "quarantined"
 RUNNING, RESULTS_READY, DISPATCHED, FAILED = "running", "results_ready", "dispatched", "failed"
 SUPERSEDED, RETRIED = "superseded", "retried"  # a newer job took over; an operator retried it
 PENDING, SENT = "pending", "sent"
+# Job events that make a webhook notification when the journal has notifications on.
+NOTIFIED_JOB_EVENTS = ("job.quarantined", "job.failed")
+DESTINATION_FAILING = "destination.failing"
 
 
 def _sqlite_pragmas(connection, _record):
@@ -97,23 +133,52 @@ class Job:
 
 
 class Journal:
-    def __init__(self, url: str):
+    def __init__(self, url: str, notify: bool = False):
+        """`notify`: quarantined and failed jobs also make webhook notifications (the node's journal
+        when a webhook is configured; operator commands never notify)."""
         self.engine: Engine = create_engine(url, future=True)
+        self.notify = notify
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
 
+    def _audit(self, db, event_name: str, series_uid: str = "", job_id: int | None = None, destination: str = "",
+               detail: str = "") -> None:
+        """One audit row, inside the caller's transaction; a quarantined or failed job's row also
+        queues its notification there, so the message exists exactly when the state change does."""
+        now = time.time()
+        db.execute(insert(audit).values(time=now, event=event_name, series_uid=series_uid, job_id=job_id,
+                                        destination=destination, detail=detail))
+        if self.notify and event_name in NOTIFIED_JOB_EVENTS:
+            study_uid = db.execute(select(series.c.study_uid).where(series.c.series_uid == series_uid)).scalar()
+            self._add_notification(db, f"{event_name}:{job_id}", event_name, {
+                "job": job_id, "series_uid": series_uid, "study_uid": study_uid or "", "reason": detail}, now)
+
+    def _add_notification(self, db, key: str, event_name: str, payload: dict, now: float) -> bool:
+        body = json.dumps({"event": event_name, "time": now, **payload})
+        return db.execute(self._insert_ignore(notifications).values(
+            key=key, event=event_name, payload=body, state=PENDING, attempts=0, next_attempt=now, last_error="",
+            created=now)).rowcount == 1
+
+    def audit(self, event_name: str, series_uid: str = "", job_id: int | None = None, destination: str = "",
+              detail: str = "") -> None:
+        """An audit row for something outside the journal's own state changes (associations, echoes, logins)."""
+        with self.engine.begin() as db:
+            self._audit(db, event_name, series_uid, job_id, destination, detail)
+
     # --- listener -------------------------------------------------------------------------------
     def record_instance(self, sop_uid: str, series_uid: str, study_uid: str, path: str, calling_aet: str,
-                        facts: dict[str, str], now: float | None = None) -> None:
-        """A stored instance. A series that had finished receiving starts receiving again: late
-        instances are processed with the rest, never dropped (the rerun writes the same UIDs)."""
+                        facts: dict[str, str], now: float | None = None) -> bool:
+        """A stored instance; True when it is the first of its series. A series that had finished
+        receiving starts receiving again: late instances are processed with the rest, never dropped
+        (the rerun writes the same UIDs)."""
         now = now or time.time()
         with self.engine.begin() as db:
             # Two associations may bring the first instances of one series at once: insert-or-ignore.
-            db.execute(self._insert_ignore(series).values(
+            new_series = db.execute(self._insert_ignore(series).values(
                 series_uid=series_uid, study_uid=study_uid, calling_aet=calling_aet, state=RECEIVING,
-                first_received=now, last_received=now, instances=0, open_associations=0, reason="", **facts))
+                first_received=now, last_received=now, instances=0, open_associations=0, reason="", **facts)
+            ).rowcount == 1
             db.execute(self._insert_ignore(instances).values(sop_uid=sop_uid, series_uid=series_uid, path=path,
                                                               received=now))
             # A series reopened by a late instance starts a new receiving period (and maximum wait).
@@ -123,6 +188,7 @@ class Journal:
                 state=RECEIVING, reason="", last_received=now,
                 instances=select(func.count()).select_from(instances)
                 .where(instances.c.series_uid == series_uid).scalar_subquery()))
+        return new_series
 
     def _insert_ignore(self, table: Table):
         dialect = self.engine.dialect.name
@@ -165,9 +231,13 @@ class Journal:
     def mark_complete(self, series_uid: str, last_received: float) -> bool:
         """Complete, unless an instance arrived since the caller looked (then it is still receiving)."""
         with self.engine.begin() as db:
-            return db.execute(update(series).where(series.c.series_uid == series_uid, series.c.state == RECEIVING,
+            done = db.execute(update(series).where(series.c.series_uid == series_uid, series.c.state == RECEIVING,
                                                    series.c.last_received == last_received)
                               .values(state=COMPLETE)).rowcount == 1
+            if done:
+                count = db.execute(select(series.c.instances).where(series.c.series_uid == series_uid)).scalar()
+                self._audit(db, "series.complete", series_uid, detail=f"{count} instance(s)")
+            return done
 
     def complete_series(self) -> list[dict]:
         with self.engine.connect() as db:
@@ -183,13 +253,17 @@ class Journal:
                               .values(state=state, reason=reason)).rowcount:
                 return None
             older = select(jobs.c.id).where(jobs.c.series_uid == series_uid)
+            for row in db.execute(select(jobs.c.id).where(jobs.c.series_uid == series_uid, jobs.c.state == QUEUED)):
+                self._audit(db, f"job.{SUPERSEDED}", series_uid, row.id, detail="a newer job took over")
             db.execute(update(jobs).where(jobs.c.series_uid == series_uid, jobs.c.state == QUEUED)
                        .values(state=SUPERSEDED))
             db.execute(update(outbox).where(outbox.c.job_id.in_(older), outbox.c.state == PENDING)
                        .values(state=SUPERSEDED))
-            return db.execute(insert(jobs).values(series_uid=series_uid, destinations=",".join(destinations),
-                                                  state=state, attempts=0, reason=reason, output="",
-                                                  created=now or time.time())).inserted_primary_key[0]
+            job_id = db.execute(insert(jobs).values(series_uid=series_uid, destinations=",".join(destinations),
+                                                    state=state, attempts=0, reason=reason, output="",
+                                                    created=now or time.time())).inserted_primary_key[0]
+            self._audit(db, f"job.{state}", series_uid, job_id, detail=reason)
+            return job_id
 
     # --- worker ---------------------------------------------------------------------------------
     def claim(self) -> Job | None:
@@ -202,6 +276,7 @@ class Journal:
                 state=RUNNING, started=time.time(), attempts=jobs.c.attempts + 1)).rowcount
             if not claimed:
                 return None
+            self._audit(db, f"job.{RUNNING}", row.series_uid, row.id, detail=f"attempt {row.attempts + 1}")
             return Job(row.id, row.series_uid, tuple(d for d in row.destinations.split(",") if d), row.attempts + 1,
                        row.output)
 
@@ -218,6 +293,7 @@ class Journal:
                 state, reason = SUPERSEDED, f"job {newer.id} took over (more instances arrived)"
             db.execute(update(jobs).where(jobs.c.id == job_id).values(state=state, reason=reason, finished=now,
                                                                       output=output or job.output))
+            self._audit(db, f"job.{state}", job.series_uid, job_id, detail=reason)
             if state == RESULTS_READY:
                 for destination in filter(None, job.destinations.split(",")):
                     exists = db.execute(select(outbox.c.id).where(outbox.c.job_id == job_id,
@@ -236,13 +312,16 @@ class Journal:
         with self.engine.begin() as db:
             spent = [r.id for r in db.execute(select(jobs.c.id).where(jobs.c.state == RUNNING,
                                                                       jobs.c.attempts >= max_attempts))]
-            requeued = db.execute(update(jobs).where(jobs.c.state == RUNNING, jobs.c.attempts < max_attempts)
-                                  .values(state=QUEUED)).rowcount
+            again = db.execute(select(jobs.c.id, jobs.c.series_uid).where(jobs.c.state == RUNNING,
+                                                                           jobs.c.attempts < max_attempts)).all()
+            for row in again:
+                self._audit(db, f"job.{QUEUED}", row.series_uid, row.id, detail="the node stopped during this attempt")
+            db.execute(update(jobs).where(jobs.c.id.in_([row.id for row in again])).values(state=QUEUED))
         for job_id in spent:
-            self.finish(job_id, QUARANTINED, reason)
-        return requeued
+            self.finish(job_id, FAILED, reason)
+        return len(again)
 
-    def retry(self, job_id: int) -> None:
+    def retry(self, job_id: int, operator: str = "renalnode retry") -> None:
         """An operator's retry of a failed or quarantined job: its series is routed again and gets a
         new job with fresh attempts (the old job stays in the journal as it ended)."""
         with self.engine.begin() as db:
@@ -257,6 +336,7 @@ class Journal:
                               .values(state=COMPLETE, reason="")).rowcount:
                 raise ValueError(f"job {job_id}'s series is no longer quarantined (a newer job or new instances)")
             db.execute(update(jobs).where(jobs.c.id == job_id).values(state=RETRIED))
+            self._audit(db, f"job.{RETRIED}", job.series_uid, job_id, detail=f"by {operator}")
 
     # --- dispatcher -----------------------------------------------------------------------------
     def due_dispatches(self, now: float | None = None) -> list[dict]:
@@ -266,20 +346,81 @@ class Journal:
                               .where(outbox.c.state == PENDING, outbox.c.next_attempt <= now).order_by(outbox.c.id))
             return [dict(r._mapping) for r in rows]
 
-    def dispatched(self, outbox_id: int) -> None:
+    def _outbox_row(self, db, outbox_id: int):
+        return db.execute(select(outbox.c.job_id, outbox.c.destination, jobs.c.series_uid)
+                          .join(jobs, jobs.c.id == outbox.c.job_id).where(outbox.c.id == outbox_id)).one()
+
+    def dispatched(self, outbox_id: int, detail: str = "") -> None:
         with self.engine.begin() as db:
             db.execute(update(outbox).where(outbox.c.id == outbox_id).values(state=SENT, sent=time.time(),
                                                                            last_error=""))
-            job_id = db.execute(select(outbox.c.job_id).where(outbox.c.id == outbox_id)).scalar_one()
+            row = self._outbox_row(db, outbox_id)
+            self._audit(db, "dispatch.sent", row.series_uid, row.job_id, row.destination, detail)
             left = db.execute(select(func.count()).select_from(outbox)
-                              .where(outbox.c.job_id == job_id, outbox.c.state != SENT)).scalar_one()
+                              .where(outbox.c.job_id == row.job_id, outbox.c.state != SENT)).scalar_one()
             if left == 0:
-                db.execute(update(jobs).where(jobs.c.id == job_id).values(state=DISPATCHED))
+                db.execute(update(jobs).where(jobs.c.id == row.job_id).values(state=DISPATCHED))
+                self._audit(db, f"job.{DISPATCHED}", row.series_uid, row.job_id)
 
     def dispatch_failed(self, outbox_id: int, error: str, next_attempt: float) -> None:
         with self.engine.begin() as db:
             db.execute(update(outbox).where(outbox.c.id == outbox_id).values(
                 attempts=outbox.c.attempts + 1, last_error=error, next_attempt=next_attempt))
+            row = self._outbox_row(db, outbox_id)
+            self._audit(db, "dispatch.failed", row.series_uid, row.job_id, row.destination, error)
+
+    def destination_status(self, names) -> dict[str, dict]:
+        """Per destination: the last dispatch that succeeded, the last that failed (with its error),
+        and since when it has been failing (its first failure after its last success), or None."""
+        status = {}
+        with self.engine.connect() as db:
+            for name in names:
+                def last(event_name: str):
+                    return db.execute(select(audit.c.time, audit.c.detail).where(
+                        audit.c.destination == name, audit.c.event == event_name).order_by(audit.c.id.desc())
+                        .limit(1)).first()
+                success, failure = last("dispatch.sent"), last("dispatch.failed")
+                since = db.execute(select(func.min(audit.c.time)).where(
+                    audit.c.destination == name, audit.c.event == "dispatch.failed",
+                    audit.c.time > (success.time if success else 0))).scalar()
+                status[name] = {"last_success": success.time if success else None,
+                                "last_failure": failure.time if failure else None,
+                                "last_error": failure.detail if failure else "", "failing_since": since}
+        return status
+
+    # --- notifications --------------------------------------------------------------------------
+    def notify_destination_failing(self, name: str, failing_since: float, error: str) -> bool:
+        """One notification per failing period of a destination (keyed by when it began)."""
+        with self.engine.begin() as db:
+            return self._add_notification(db, f"{DESTINATION_FAILING}:{name}:{failing_since:.6f}", DESTINATION_FAILING,
+                                          {"destination": name, "failing_since": failing_since, "last_error": error},
+                                          time.time())
+
+    def due_notifications(self, now: float | None = None) -> list[dict]:
+        now = now or time.time()
+        with self.engine.connect() as db:
+            return [dict(r._mapping) for r in db.execute(select(notifications).where(
+                notifications.c.state == PENDING, notifications.c.next_attempt <= now).order_by(notifications.c.id))]
+
+    def notification_done(self, notification_id: int, state: str, error: str = "",
+                          next_attempt: float | None = None) -> None:
+        """Delivered (sent), given up (failed), or left pending until `next_attempt`."""
+        with self.engine.begin() as db:
+            db.execute(update(notifications).where(notifications.c.id == notification_id).values(
+                state=state, attempts=notifications.c.attempts + 1, last_error=error,
+                **({"next_attempt": next_attempt} if next_attempt is not None else {})))
+
+    def notification_rows(self) -> list[dict]:
+        with self.engine.connect() as db:
+            return [dict(r._mapping) for r in db.execute(select(notifications).order_by(notifications.c.id))]
+
+    # --- health ---------------------------------------------------------------------------------
+    def beat(self) -> None:
+        """A committed write: raises when the journal cannot be written (disk full, read-only, locked)."""
+        now = time.time()
+        with self.engine.begin() as db:
+            db.execute(self._insert_ignore(heartbeat).values(name="node", time=now))
+            db.execute(update(heartbeat).where(heartbeat.c.name == "node").values(time=now))
 
     # --- operators ------------------------------------------------------------------------------
     def recent_jobs(self, limit: int = 20) -> list[dict]:
@@ -298,6 +439,29 @@ class Journal:
             return {name: {state: n for state, n in db.execute(select(table.c.state, func.count())
                                                               .group_by(table.c.state))}
                     for name, table in (("series", series), ("jobs", jobs), ("outbox", outbox))}
+
+    def job_row(self, job_id: int) -> dict | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            return dict(row._mapping) if row else None
+
+    def jobs_in(self, states: tuple[str, ...]) -> list[dict]:
+        with self.engine.connect() as db:
+            return [dict(r._mapping) for r in db.execute(select(jobs).where(jobs.c.state.in_(states))
+                                                         .order_by(jobs.c.id))]
+
+    def audit_events(self, limit: int = 100, series_uid: str = "", job_id: int | None = None,
+                     event_prefix: str = "") -> list[dict]:
+        """The newest audit rows first, optionally of one series, one job or one kind ("job", "dispatch.failed")."""
+        query = select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if series_uid:
+            query = query.where(audit.c.series_uid == series_uid)
+        if job_id is not None:
+            query = query.where(audit.c.job_id == job_id)
+        if event_prefix:
+            query = query.where(audit.c.event.startswith(event_prefix))
+        with self.engine.connect() as db:
+            return [dict(r._mapping) for r in db.execute(query)]
 
     def outbox_for(self, job_id: int) -> list[dict]:
         with self.engine.connect() as db:

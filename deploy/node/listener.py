@@ -2,19 +2,24 @@
 and transfer syntax. Access control happens at association: calling AE titles (and optionally
 hosts) must be allowed, the called AE title must be ours, the number of associations is capped,
 and new associations are refused while the spool's disk is nearly full. An instance is answered
-with success only once it is in the spool and the journal."""
+with success only once it is in the spool and the journal. Every association goes into the audit
+log when it ends (who, from where, how it ended, how many instances into which series), and every
+refusal with its reason."""
 from __future__ import annotations
 
 import logging
 import shutil
 import ssl
 import threading
+from collections import Counter
+from dataclasses import dataclass, field
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from deploy.node.config import ListenerConfig
 from deploy.node.journal import Journal, series
+from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
 
 log = logging.getLogger("renalnode.node")
@@ -26,11 +31,17 @@ FACTS = {"modality": "Modality", "body_part": "BodyPartExamined", "series_descri
          "study_description": "StudyDescription"}
 
 
+@dataclass
+class _Association:
+    peer: str                                                 # calling AE title @ host
+    stored: Counter = field(default_factory=Counter)          # series UID -> instances stored
+
+
 class Listener:
-    def __init__(self, config: ListenerConfig, spool: Spool, journal: Journal):
-        self.config, self.spool, self.journal = config, spool, journal
+    def __init__(self, config: ListenerConfig, spool: Spool, journal: Journal, metrics: NodeMetrics):
+        self.config, self.spool, self.journal, self.metrics = config, spool, journal, metrics
         self.server = None
-        self._touched: dict[int, set[str]] = {}  # association -> series it stored into
+        self._open: dict[int, _Association] = {}  # id(association) -> what it did so far
         self._lock = threading.Lock()
 
     def _ae(self) -> AE:
@@ -55,6 +66,7 @@ class Listener:
 
     def start(self) -> None:
         handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, lambda event: SUCCESS),
+                    (evt.EVT_ESTABLISHED, self._on_established), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_closed),
                     (evt.EVT_ABORTED, self._on_closed), (evt.EVT_CONN_CLOSE, self._on_closed)]
         self.server = self._ae().start_server((self.config.host, self.config.port), block=False,
@@ -66,17 +78,36 @@ class Listener:
             self.server.shutdown()
             self.server = None
 
+    @staticmethod
+    def _peer(event) -> str:
+        return f"{event.assoc.requestor.ae_title}@{event.assoc.requestor.address}"
+
+    def _refuse(self, event, reason: str, rejection: tuple[int, int, int]) -> None:
+        event.assoc.acse.send_reject(*rejection)
+        self.metrics.associations.labels("refused").inc()
+        self.journal.audit("association.refused", detail=f"{self._peer(event)}: {reason}")
+
     def _on_requested(self, event) -> None:
         address = event.assoc.requestor.address
         if self.config.allowed_hosts and address not in self.config.allowed_hosts:
             log.warning("association from host %s refused: not in allowed_hosts", address)
-            event.assoc.acse.send_reject(*REJECT_HOST)
+            self._refuse(event, "host not in allowed_hosts", REJECT_HOST)
             return
         free_mb = shutil.disk_usage(self.spool.root).free / 2 ** 20
         if free_mb < self.config.min_free_disk_mb:
             log.error("association refused: %.0f MB free on the spool disk, under %d MB", free_mb,
                       self.config.min_free_disk_mb)
-            event.assoc.acse.send_reject(*REJECT_DISK_FULL)
+            self._refuse(event, f"{free_mb:.0f} MB free on the spool disk", REJECT_DISK_FULL)
+
+    def _on_rejected(self, event) -> None:
+        """pynetdicom's own refusals: calling or called AE title not allowed, too many associations."""
+        self.metrics.associations.labels("refused").inc()
+        self.journal.audit("association.refused", detail=f"{self._peer(event)}: AE title or association limit")
+
+    def _on_established(self, event) -> None:
+        self.metrics.associations.labels("accepted").inc()
+        with self._lock:
+            self._open[id(event.assoc)] = _Association(self._peer(event))
 
     def _on_store(self, event) -> int:
         try:
@@ -91,23 +122,34 @@ class Listener:
             path = self.spool.store(study_uid, series_uid, sop_uid, event.encoded_dataset())
             facts = {name: str(header.get(keyword, "") or "")[:series.c[name].type.length]
                      for name, keyword in FACTS.items()}
-            self.journal.record_instance(sop_uid, series_uid, study_uid, str(path), calling, facts)
+            new_series = self.journal.record_instance(sop_uid, series_uid, study_uid, str(path), calling, facts)
         except ValueError as exc:
             log.warning("instance refused: %s", exc)
             return CANNOT_UNDERSTAND
         except OSError as exc:
             log.error("instance not stored: %s", exc)
             return OUT_OF_RESOURCES
+        self.metrics.instances.inc()
+        if new_series:
+            self.metrics.series.inc()
         with self._lock:
-            touched = self._touched.setdefault(id(event.assoc), set())
-            first = series_uid not in touched
-            touched.add(series_uid)
+            association = self._open.setdefault(id(event.assoc), _Association(self._peer(event)))
+            first = series_uid not in association.stored
+            association.stored[series_uid] += 1
         if first:
             self.journal.association_opened(series_uid)
         return SUCCESS
 
     def _on_closed(self, event) -> None:
+        """Released, aborted or connection closed: whichever comes first ends the association's record."""
         with self._lock:
-            touched = self._touched.pop(id(event.assoc), set())
-        if touched:
-            self.journal.association_closed(touched)
+            association = self._open.pop(id(event.assoc), None)
+        if association is None:
+            return
+        if association.stored:
+            self.journal.association_closed(set(association.stored))
+        how = {"EVT_RELEASED": "released", "EVT_ABORTED": "aborted"}.get(event.event.name, "closed")
+        for series_uid, count in association.stored.items():
+            self.journal.audit("instances.stored", series_uid, detail=f"{count} instance(s) from {association.peer}")
+        self.journal.audit(f"association.{how}", detail=f"{association.peer}: {sum(association.stored.values())} "
+                                                        f"instance(s) into {len(association.stored)} series")

@@ -4,16 +4,19 @@ The rules file (YAML) holds a list; the first rule whose every given criterion m
 wins. Criteria: `modalities`, `calling_aets` (who sent it), `body_parts` (BodyPartExamined), and
 `descriptions` (regular expressions, any of which must match the series or study description).
 A series that matches `body_parts` or, when it has no body part, `descriptions`, passes the anatomy
-check. A series that no rule matches is ignored, with that reason in the journal. The app's own
+check. A series that no rule matches is quarantined, with that reason in the journal. The app's own
 series rules (app/series_rules.yaml) then choose within what is routed.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+log = logging.getLogger("renalnode.node")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,31 @@ def load_rules(path: Path, known_destinations: set[str]) -> list[Rule]:
     if not rules:
         raise ValueError(f"routing rules {path}: no rules: nothing would be processed")
     return rules
+
+
+class RulesFile:
+    """The rules in force, read again whenever the file changes: IT fixes a rule and retries the
+    series it quarantined without restarting the node. A broken edit is logged and the rules in
+    force stay."""
+
+    def __init__(self, path: Path, known_destinations: set[str]):
+        self.path, self.known_destinations = Path(path), known_destinations
+        self._stamp = self.path.stat().st_mtime_ns
+        self.rules = load_rules(self.path, known_destinations)
+
+    def current(self) -> list[Rule]:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except OSError:
+            return self.rules
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.rules = load_rules(self.path, self.known_destinations)
+                log.info("routing rules reloaded from %s: %s", self.path, ", ".join(r.name for r in self.rules))
+            except (ValueError, yaml.YAMLError) as exc:
+                log.error("routing rules in %s not reloaded, the earlier rules stay in force: %s", self.path, exc)
+        return self.rules
 
 
 def route(rules: list[Rule], facts: SeriesFacts) -> tuple[Rule | None, str]:

@@ -2,18 +2,20 @@
 process where the model stays loaded between jobs (the default), or as the MAP container with
 `docker run` (`runner = "map"`), which reads the series and writes the same run record. A study the
 app cannot segment is quarantined with the app's reason; an error is retried up to `max_attempts`
-times, then quarantined."""
+times, then the job has failed (and its series is quarantined for an operator's retry)."""
 from __future__ import annotations
 
 import logging
 import shutil
 import subprocess
+import time
 import traceback
 from pathlib import Path
 
 from app.app import AppSettings, run_study
 from deploy.node.config import NodeConfig
-from deploy.node.journal import QUARANTINED, QUEUED, RESULTS_READY, Journal
+from deploy.node.journal import FAILED, QUARANTINED, QUEUED, RESULTS_READY, Journal
+from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
 from renalnode.run_record import COMPLETED, RunRecord
 
@@ -21,8 +23,8 @@ log = logging.getLogger("renalnode.node")
 
 
 class Worker:
-    def __init__(self, config: NodeConfig, journal: Journal, spool: Spool):
-        self.config, self.journal, self.spool = config, journal, spool
+    def __init__(self, config: NodeConfig, journal: Journal, spool: Spool, metrics: NodeMetrics):
+        self.config, self.journal, self.spool, self.metrics = config, journal, spool, metrics
         self.settings = AppSettings(tile_step_size=config.tile_step_size, use_mirroring=config.mirroring)
         if config.runner == "map" and shutil.which("docker") is None:
             raise ValueError("node.runner is 'map' but docker is not installed on this machine")
@@ -58,19 +60,32 @@ class Worker:
         row = self.journal.series_row(job.series_uid)
         output = self.config.results / str(job.id)
         log.info("job %d: series %s, attempt %d", job.id, job.series_uid, job.attempts)
+        queued = self.journal.job_row(job.id)
+        self._observe("queue", queued["started"] - queued["created"])
+        start = time.perf_counter()
         try:
             record = self.run_app(self.spool.series_folder(row["study_uid"], job.series_uid), output, job.id)
-        except Exception as exc:  # the app failed: retried, and quarantined when attempts run out
+        except Exception as exc:  # the app failed: retried, and failed for good when attempts run out
             reason = f"{type(exc).__name__}: {exc}"
             log.error("job %d failed: %s\n%s", job.id, reason, traceback.format_exc(limit=5))
             final = job.attempts >= self.config.max_attempts
-            self.journal.finish(job.id, QUARANTINED if final else QUEUED,
-                                f"{reason} (attempt {job.attempts} of {self.config.max_attempts})")
+            self._finish(job.id, FAILED if final else QUEUED,
+                         f"{reason} (attempt {job.attempts} of {self.config.max_attempts})")
             return True
+        self._observe("app", time.perf_counter() - start)
+        for stage, seconds in record.stage_seconds.items():
+            self._observe(stage, seconds)
         if record.status == COMPLETED:
-            self.journal.finish(job.id, RESULTS_READY, output=str(output))
+            self._finish(job.id, RESULTS_READY, output=str(output))
             log.info("job %d: results ready (%s)", job.id, ", ".join(sorted(record.outputs)))
         else:
-            self.journal.finish(job.id, QUARANTINED, record.reason)
+            self._finish(job.id, QUARANTINED, record.reason)
             log.warning("job %d quarantined: %s", job.id, record.reason)
         return True
+
+    def _finish(self, job_id: int, state: str, reason: str = "", output: str = "") -> None:
+        self.journal.finish(job_id, state, reason, output)
+        self.metrics.jobs_finished.labels(state).inc()
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        self.metrics.stage_seconds.labels(stage).observe(seconds)

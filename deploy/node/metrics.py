@@ -1,0 +1,66 @@
+"""The node's Prometheus metrics (served at /metrics by deploy/node/web.py).
+
+Counters and histograms move as things happen in this process (reset at restart, as Prometheus
+expects); states, disk space and the model load count are read when scraped. Labels carry states,
+stages and destination names only: never a UID, never patient data.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from deploy.node.journal import Journal
+from operators import nnunet_ensemble
+
+# A job's stages take from milliseconds (writers) to many minutes (inference on a CPU).
+STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class _JournalCollector:
+    """Values read at scrape time, so they are right even after a restart."""
+
+    def __init__(self, journal: Journal, spool: Path):
+        self.journal, self.spool = journal, spool
+
+    def collect(self):
+        counts = self.journal.counts()
+        for table in ("series", "jobs"):
+            family = GaugeMetricFamily(f"renalnode_{table}", f"{table.capitalize()} in the journal by state",
+                                       labels=["state"])
+            for state, n in sorted(counts[table].items()):
+                family.add_metric([state], n)
+            yield family
+        pending = GaugeMetricFamily("renalnode_outbox", "Dispatches in the outbox by state", labels=["state"])
+        for state, n in sorted(counts["outbox"].items()):
+            pending.add_metric([state], n)
+        yield pending
+        yield GaugeMetricFamily("renalnode_spool_free_bytes", "Free space on the spool's file system",
+                                value=shutil.disk_usage(self.spool).free)
+        yield CounterMetricFamily("renalnode_model_loads", "Times this process loaded a model into memory",
+                                  value=nnunet_ensemble.LOAD_COUNT)
+
+
+class NodeMetrics:
+    def __init__(self, journal: Journal, spool: Path):
+        self.registry = CollectorRegistry()
+        self.instances = Counter("renalnode_instances_received", "Instances stored by the listener",
+                                 registry=self.registry)
+        self.series = Counter("renalnode_series_received", "Series whose first instance arrived",
+                              registry=self.registry)
+        self.associations = Counter("renalnode_associations", "Associations by outcome", ["outcome"],
+                                    registry=self.registry)
+        self.stage_seconds = Histogram("renalnode_stage_duration_seconds",
+                                       "Seconds per stage of a job (queue wait, the app's stages, the whole run)",
+                                       ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
+        self.jobs_finished = Counter("renalnode_jobs_finished", "Job attempts by how they ended", ["state"],
+                                     registry=self.registry)
+        self.dispatches = Counter("renalnode_dispatches", "Result sets sent, by destination", ["destination"],
+                                  registry=self.registry)
+        self.dispatch_failures = Counter("renalnode_dispatch_failures", "Failed dispatch attempts, by destination",
+                                         ["destination"], registry=self.registry)
+        self.notifications = Counter("renalnode_notifications", "Webhook deliveries by outcome", ["outcome"],
+                                     registry=self.registry)
+        self.registry.register(_JournalCollector(journal, spool))

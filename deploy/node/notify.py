@@ -1,0 +1,75 @@
+"""Webhook notifications: a JSON POST for a quarantined series, a failed job and a destination that
+has been failing for longer than `destination_failing_seconds`.
+
+The journal makes each message in the same transaction as its event, so a crash loses none; this
+loop, in its own thread, delivers them with exponential back-off and gives up after
+`max_attempts` (logged). Nothing in the pipeline ever waits for a webhook. Messages carry UIDs,
+reasons and destination names, never patient data; errors are logged without the webhook's URL,
+which often holds a token.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import requests
+
+from deploy.node.config import NotificationConfig
+from deploy.node.journal import FAILED, PENDING, SENT, Journal
+from deploy.node.metrics import NodeMetrics
+
+log = logging.getLogger("renalnode.node")
+
+
+def _error_text(exc: requests.RequestException) -> str:
+    """What went wrong, without the URL (requests puts it in most messages)."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
+class Notifier:
+    def __init__(self, config: NotificationConfig, journal: Journal, metrics: NodeMetrics, destinations: list[str],
+                 node_name: str, dashboard_url: str = ""):
+        self.config, self.journal, self.metrics = config, journal, metrics
+        self.destinations, self.node_name, self.dashboard_url = destinations, node_name, dashboard_url.rstrip("/")
+
+    def step(self, now: float | None = None) -> bool:
+        """Notice failing destinations, deliver what is due; True when something was delivered."""
+        now = now or time.time()
+        for name, status in self.journal.destination_status(self.destinations).items():
+            since = status["failing_since"]
+            if since is not None and now - since >= self.config.destination_failing_seconds and \
+                    self.journal.notify_destination_failing(name, since, status["last_error"]):
+                log.warning("destination %s failing for %.0f s: notification queued", name, now - since)
+        return sum(self._deliver(row, now) for row in self.journal.due_notifications(now)) > 0
+
+    def _body(self, row: dict) -> dict:
+        body = {**json.loads(row["payload"]), "node": self.node_name}
+        if self.dashboard_url:
+            body["dashboard"] = (f"{self.dashboard_url}/jobs/{body['job']}" if body.get("job")
+                                 else f"{self.dashboard_url}/destinations")
+        return body
+
+    def _deliver(self, row: dict, now: float) -> bool:
+        try:
+            response = requests.post(self.config.webhook_url, json=self._body(row),
+                                     timeout=self.config.timeout_seconds)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            error, attempts = _error_text(exc), row["attempts"] + 1
+            self.metrics.notifications.labels("failed").inc()
+            if attempts >= self.config.max_attempts:
+                self.journal.notification_done(row["id"], FAILED, error)
+                log.error("notification %d (%s) not delivered after %d attempts: %s", row["id"], row["event"],
+                          attempts, error)
+            else:
+                delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** (attempts - 1))
+                self.journal.notification_done(row["id"], PENDING, error, now + delay)
+                log.warning("notification %d (%s): %s; next try in %.0f s", row["id"], row["event"], error, delay)
+            return False
+        self.journal.notification_done(row["id"], SENT)
+        self.metrics.notifications.labels("sent").inc()
+        log.info("notification %d (%s) delivered", row["id"], row["event"])
+        return True
