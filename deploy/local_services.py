@@ -128,9 +128,11 @@ class LocalNode:
 
     def __init__(self, folder: Path, pacs_port: int, port: int, allowed_calling_aets: tuple[str, ...],
                  quiet_seconds: float = 2.0, mirroring: bool = False, stow_url: str | None = None,
-                 listener: dict | None = None):
+                 listener: dict | None = None, sections: dict | None = None, env: dict | None = None):
         """Results go to the PACS by C-STORE to `pacs_port`, or by STOW-RS to `stow_url` when given;
-        `listener` adds or overrides listener settings (allowed_hosts, tls, ...)."""
+        `listener` adds or overrides listener settings (allowed_hosts, tls, ...); `sections` adds or
+        replaces whole sections (web, notifications, routing); `env` is added to the node's environment
+        (the secrets those sections name)."""
         self.folder = Path(folder)
         self.port = port
         self.allowed_calling_aets = allowed_calling_aets
@@ -146,7 +148,9 @@ class LocalNode:
                      "mirroring": mirroring},
             "destinations": {"pacs": destination},
             "dispatch": {"retry_base_seconds": 1, "retry_max_seconds": 4},
+            **(sections or {}),
         }
+        self.env = env or {}
         self.config.write_text("# Written by deploy/local_services.py for a local node.\n"
                                + yaml.safe_dump(config, sort_keys=False))
         self.process = None
@@ -164,7 +168,7 @@ class LocalNode:
         return f"sqlite:///{self.folder / 'spool' / 'journal.sqlite'}"
 
     def start(self) -> "LocalNode":
-        env = dict(os.environ, nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
+        env = dict(os.environ, nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", **self.env)
         with open(self.folder / "node.log", "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "renalnode", "serve", "--config", str(self.config)],
                                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

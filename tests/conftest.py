@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +122,32 @@ def local_orthanc(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+class WebhookReceiver:
+    """A webhook endpoint on loopback: keeps every JSON body, answers 500 to the first `failures` requests."""
+
+    def __init__(self, failures: int = 0):
+        self.bodies, self.failures, self.requests = [], failures, 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.requests += 1
+                ok = receiver.requests > receiver.failures
+                if ok:
+                    receiver.bodies.append(body)
+                self.send_response(204 if ok else 500)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token=SECRET-TOKEN"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

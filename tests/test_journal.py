@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from conftest import run_renalnode
 from deploy.node import journal as j
 from deploy.node.journal import Journal
 
@@ -97,3 +98,40 @@ def test_first_instances_of_one_series_from_concurrent_associations(journal):
         thread.join()
     assert errors == []
     assert journal.series_row("1.4")["instances"] == 40
+
+
+def test_audit_log_follows_a_job_and_answers_renalnode_status(journal, tmp_path):
+    receive(journal, "1.7", "1.7.1", "1.7.2")
+    job = complete_and_enqueue(journal, "1.7")
+    journal.claim()
+    journal.finish(job, j.RESULTS_READY, output="/results/7")
+    (row,) = journal.due_dispatches()
+    journal.dispatch_failed(row["id"], "association with PACS failed", 0)
+    journal.dispatched(row["id"], "3 object(s)")
+    events = [e["event"] for e in reversed(journal.audit_events(series_uid="1.7"))]
+    assert events == ["series.complete", "job.queued", "job.running", "job.results_ready", "dispatch.failed",
+                      "dispatch.sent", "job.dispatched"]
+    assert [e["event"] for e in journal.audit_events(event_prefix="dispatch")] == ["dispatch.sent", "dispatch.failed"]
+    assert {e["job_id"] for e in journal.audit_events(job_id=job)} == {job}
+    status = journal.destination_status(["pacs", "web"])
+    assert status["pacs"]["last_success"] >= status["pacs"]["last_failure"] and status["pacs"]["failing_since"] is None
+    assert status["pacs"]["last_error"] == "association with PACS failed" and status["web"]["last_success"] is None
+
+    config = tmp_path / "node.yaml"
+    config.write_text(f"listener: {{allowed_calling_aets: [CT1]}}\nnode: {{journal: 'sqlite:///{tmp_path}/journal.sqlite'}}\n")
+    printed = run_renalnode("status", "--config", str(config), "--job", str(job)).stdout
+    assert [line.split()[2] for line in printed.splitlines()][::-1] == events[1:]
+    assert "dispatch.failed      job 1 series 1.7 to pacs  association with PACS failed" in printed
+
+
+def test_journal_notifications_only_when_asked(tmp_path):
+    quiet, noisy = Journal(f"sqlite:///{tmp_path / 'a.sqlite'}"), Journal(f"sqlite:///{tmp_path / 'b.sqlite'}", notify=True)
+    for journal in (quiet, noisy):
+        receive(journal, "1.8", "1.8.1")
+        row = journal.series_row("1.8")
+        journal.mark_complete("1.8", row["last_received"])
+        journal.enqueue("1.8", (), j.QUARANTINED, "no routing rule matches")
+    assert quiet.notification_rows() == []
+    (note,) = noisy.notification_rows()
+    assert note["event"] == "job.quarantined" and note["state"] == j.PENDING
+    assert '"series_uid": "1.8"' in note["payload"] and "no routing rule matches" in note["payload"]

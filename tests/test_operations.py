@@ -1,0 +1,223 @@
+"""Operations as hospital IT meets them, with the real parts: a `renalnode serve` process with its
+dashboard, metrics and webhook; a real Orthanc as the PACS; dcmtk's storescu as the modality; Debian's
+Chromium driven by Selenium (the system browser and chromedriver, nothing downloaded).
+
+The module's fixture plays one morning: metrics scraped before anything arrives; a phantom study
+from the CT room goes through and is sent back; a second series from a room no routing rule knows
+is quarantined. The tests then look at what IT sees: the metrics, the webhook, the dashboard (log
+in, finished job with its key image, retry of the quarantined series after the rule is fixed), the
+health check, and that no patient name or ID appears in any log line, metric or message.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+
+import pydicom
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import WebhookReceiver
+from deploy.local_services import NODE_AET, ORTHANC_AET, LocalNode, LocalOrthanc, free_port, store_folder, wait_until
+from deploy.node.journal import DISPATCHED, QUARANTINED, Journal
+
+CT_ROOM, OTHER_ROOM = "CTROOM1", "CTROOM2"
+USER, PASSWORD = "it-admin", "correct horse battery staple"
+pytestmark = pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,
+                                reason="Debian packages chromium and chromium-driver (make setup installs them)")
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """/metrics parsed by prometheus_client's own parser: (sample name, labels) -> value."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def rules(*calling_aets: str) -> str:
+    return yaml.safe_dump({"rules": [{"name": "abdominal-ct", "modalities": ["CT"], "calling_aets": list(calling_aets),
+                                      "destinations": ["pacs"]}]})
+
+
+@pytest.fixture(scope="module")
+def morning(tmp_path_factory, phantom_cases):
+    folder = tmp_path_factory.mktemp("operations")
+    node_port, web_port = free_port(), free_port()
+    pacs = LocalOrthanc(folder / "orthanc", node_port).start()
+    hook = WebhookReceiver()
+    (folder / "routing.yaml").write_text(rules(CT_ROOM))
+    node = LocalNode(folder / "node", pacs.dicom_port, node_port, (CT_ROOM, OTHER_ROOM, ORTHANC_AET), sections={
+        "routing": {"rules": str(folder / "routing.yaml")},
+        "web": {"port": web_port, "username": USER, "password_env": "TEST_RENALNODE_WEB_PASSWORD",
+                "url": f"http://127.0.0.1:{web_port}", "health_check_seconds": 0},
+        "notifications": {"webhook_url_env": "TEST_RENALNODE_WEBHOOK", "retry_base_seconds": 1},
+    }, env={"TEST_RENALNODE_WEB_PASSWORD": PASSWORD, "TEST_RENALNODE_WEBHOOK": hook.url})
+    try:
+        node.start()
+        url = f"http://127.0.0.1:{web_port}"
+        wait_until(lambda: _answers(url), 60, what="the dashboard")
+        journal = Journal(node.journal_url)
+        before = scrape(url)
+        good, odd = phantom_cases("HFS") / "dicom", phantom_cases("FFS") / "dicom"
+        assert store_folder(node_port, NODE_AET, good, CT_ROOM).returncode == 0
+        done = wait_until(lambda: next((j for j in journal.recent_jobs() if j["state"] == DISPATCHED), None), 600,
+                          2, what="the CT room's study processed and sent")
+        after = scrape(url)
+        assert store_folder(node_port, NODE_AET, odd, OTHER_ROOM).returncode == 0
+        held = wait_until(lambda: journal.quarantined() or None, 120, 1, what="the other room's series quarantined")
+        yield {"url": url, "node": node, "pacs": pacs, "hook": hook, "journal": journal, "before": before,
+               "after": after, "done": done, "held": held[0], "folder": folder, "sent": (good, odd)}
+    finally:
+        node.stop()
+        pacs.stop()
+        hook.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(f"{url}/healthz", timeout=30).status in (200, 503)
+    except OSError:
+        return False
+
+
+def test_metrics_parse_and_counters_move_as_a_study_passes(morning):
+    before, after = morning["before"], morning["after"]
+    slices = len(list(morning["sent"][0].glob("*.dcm")))
+    assert before[("renalnode_instances_received_total", ())] == 0
+    assert after[("renalnode_instances_received_total", ())] == slices
+    assert (before[("renalnode_series_received_total", ())], after[("renalnode_series_received_total", ())]) == (0, 1)
+    assert after[("renalnode_associations_total", (("outcome", "accepted"),))] >= 1
+    assert ("renalnode_jobs", (("state", "dispatched"),)) not in before
+    assert after[("renalnode_jobs", (("state", "dispatched"),))] == 1
+    for stage in ("queue", "read", "inference", "seg", "sr", "pdf", "app"):
+        assert after[("renalnode_stage_duration_seconds_count", (("stage", stage),))] == 1, stage
+    assert after[("renalnode_stage_duration_seconds_sum", (("stage", "inference"),))] > 0
+    assert after[("renalnode_dispatches_total", (("destination", "pacs"),))] == 1
+    assert after[("renalnode_model_loads_total", ())] == 1 and before[("renalnode_model_loads_total", ())] == 0
+    assert after[("renalnode_spool_free_bytes", ())] > 0
+    assert after.get(("renalnode_dispatch_failures_total", (("destination", "pacs"),)), 0) == 0
+
+
+def test_webhook_receives_the_quarantined_series(morning):
+    held = morning["held"]
+    body = wait_until(lambda: next((b for b in morning["hook"].bodies if b["event"] == "job.quarantined"), None),
+                      60, what="the quarantine notification")
+    assert body["series_uid"] == held["series_uid"] and body["job"] == held["id"]
+    assert "no routing rule matches" in body["reason"] and body["node"] == NODE_AET
+    assert body["dashboard"] == f"{morning['url']}/jobs/{held['id']}"
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning, browser):
+    from selenium.webdriver.common.by import By
+
+    url, journal, done, held = morning["url"], morning["journal"], morning["done"], morning["held"]
+    browser.get(f"{url}/jobs/{done['id']}")
+    assert "/login" in browser.current_url                      # nothing without logging in
+    browser.find_element(By.ID, "username").send_keys(USER)
+    browser.find_element(By.ID, "password").send_keys("wrong")
+    browser.find_element(By.ID, "login").click()
+    assert "Wrong user name or password" in browser.page_source
+    browser.find_element(By.ID, "username").send_keys(USER)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login").click()
+    assert browser.current_url == f"{url}/jobs/{done['id']}"      # back where it was going
+
+    assert browser.find_element(By.ID, "job-state").text == DISPATCHED
+    findings = browser.find_elements(By.CSS_SELECTOR, "#findings tr")[1:]
+    names = [row.find_elements(By.TAG_NAME, "td")[0].text for row in findings]
+    assert "Right kidney" in names and "Left kidney" in names
+    images = browser.find_elements(By.CSS_SELECTOR, "img.key-image")
+    assert len(images) == len(findings)
+    sizes = [browser.execute_script("return [arguments[0].complete, arguments[0].naturalWidth]", img) for img in images]
+    assert all(complete and width == 320 for complete, width in sizes), sizes
+    outbox = browser.find_element(By.ID, "outbox").text
+    assert "pacs" in outbox and "sent" in outbox
+    stages = browser.find_element(By.ID, "stages").text
+    assert "inference" in stages
+
+    browser.get(url)                                             # the overview: queue, jobs with stages
+    assert f"/jobs/{done['id']}" in browser.page_source and "inference" in browser.find_element(By.ID, "jobs").text
+
+    browser.get(f"{url}/destinations")
+    browser.find_element(By.CSS_SELECTOR, "button.echo[data-destination='pacs']").click()
+    assert "C-ECHO ORTHANC" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    pacs_row = browser.find_element(By.XPATH, "//table[@id='destinations']//tr[td[1]='pacs']")
+    last_success, last_failure = [cell.text for cell in pacs_row.find_elements(By.TAG_NAME, "td")[3:5]]
+    assert last_success.startswith("20") and last_failure == "-"
+
+    browser.get(f"{url}/model")
+    assert "renalnode-demo-phantom" in browser.find_element(By.ID, "model").text
+    assert "kidney" in browser.find_element(By.ID, "cv").text
+
+    browser.get(f"{url}/quarantine")
+    quarantine = browser.find_element(By.ID, "quarantine").text
+    assert held["series_uid"] in quarantine and "no routing rule matches" in quarantine
+    (morning["folder"] / "routing.yaml").write_text(rules(CT_ROOM, OTHER_ROOM))   # IT fixes the rule ...
+    browser.find_element(By.CSS_SELECTOR, f"button.retry[data-job='{held['id']}']").click()   # ... and retries
+    assert "will be routed and processed again" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    assert "Nothing quarantined" in browser.find_element(By.ID, "quarantine").text
+
+    redone = wait_until(lambda: next((j for j in journal.recent_jobs() if j["series_uid"] == held["series_uid"]
+                                      and j["state"] == DISPATCHED), None), 600, 2, what="the retried series sent")
+    browser.get(f"{url}/jobs/{redone['id']}")
+    assert browser.find_element(By.ID, "job-state").text == DISPATCHED
+    assert browser.find_elements(By.CSS_SELECTOR, "img.key-image")
+    browser.get(f"{url}/audit?series={held['series_uid']}")
+    trail = browser.find_element(By.CSS_SELECTOR, "table.events").text
+    for event in ("job.quarantined", "job.retried", "job.running", "dispatch.sent", "job.dispatched"):
+        assert event in trail, event
+    assert f"by dashboard user {USER}" in trail
+    assert journal.series_row(held["series_uid"])["state"] != QUARANTINED
+
+
+def test_no_patient_name_or_id_in_logs_metrics_audit_or_messages(morning):
+    identities = set()
+    for folder in morning["sent"]:
+        header = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True)
+        identities |= {str(header.PatientName), str(header.PatientID)}
+    assert all(len(value) >= 4 for value in identities)          # something a leak would show
+    journal = morning["journal"]
+    texts = {
+        "node log": (morning["node"].folder / "node.log").read_text(errors="replace"),
+        "metrics": urllib.request.urlopen(f"{morning['url']}/metrics", timeout=30).read().decode(),
+        "audit": "\n".join(str(row) for row in journal.audit_events(limit=100000)),
+        "webhook": "\n".join(str(body) for body in morning["hook"].bodies),
+        "notifications": "\n".join(str(row) for row in journal.notification_rows()),
+    }
+    assert "job.dispatched" in texts["audit"] and "renalnode_instances_received_total" in texts["metrics"]
+    for where, text in texts.items():
+        for value in identities:
+            assert value not in text, f"{value!r} in the {where}"
+
+
+def test_healthz_names_what_fails(morning):
+    answer = urllib.request.urlopen(f"{morning['url']}/healthz", timeout=60)
+    assert answer.status == 200
+    assert json.load(answer) == {"status": "ok", "checks": {"listener": "ok", "journal": "ok",
+                                                            "destination pacs": "ok"}}
+    morning["pacs"].stop()
+    with pytest.raises(urllib.error.HTTPError) as failing:
+        urllib.request.urlopen(f"{morning['url']}/healthz", timeout=60)
+    assert failing.value.code == 503
+    body = json.load(failing.value)
+    assert body["status"] == "failing" and body["checks"]["listener"] == body["checks"]["journal"] == "ok"
+    assert body["checks"]["destination pacs"].startswith("unreachable: no association with ORTHANC@127.0.0.1")
