@@ -3,13 +3,15 @@
 A local Orthanc (with renalnode's auto-routing script) and the node with the bundled demo model
 start on free loopback ports; a 512 x 512 phantom study is made and sent to Orthanc with dcmtk's
 storescu as a scanner would; Orthanc routes the stable CT series to the node; the node's SEG, SR
-and PDF arrive back in Orthanc in the same study. The demo prints the Orthanc study link and the
-findings, and stops both services (on Ctrl-C too). Everything lives under build/demo.
+and PDF arrive back in Orthanc in the same study. The demo prints the Orthanc study link, the node's
+dashboard (with a password made for this run) and the findings, and stops both services (on Ctrl-C
+too). Everything lives under build/demo.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -41,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
                     "--seed", "7"], check=True, capture_output=True)
     (case,) = [p for p in (args.out / "phantom").iterdir() if not p.name.startswith(".")]
 
-    node_port = free_port()
+    node_port, web_port = free_port(), free_port()
+    dashboard, password = f"http://127.0.0.1:{web_port}", secrets.token_urlsafe(12)
     orthanc = LocalOrthanc(args.out / "orthanc", node_port=node_port)
-    node = LocalNode(args.out / "node", orthanc.dicom_port, node_port, (ORTHANC_AET,))
+    node = LocalNode(args.out / "node", orthanc.dicom_port, node_port, (ORTHANC_AET,),
+                     sections={"web": {"port": web_port, "username": "admin", "password_env": "RENALNODE_WEB_PASSWORD",
+                                       "url": dashboard}},
+                     env={"RENALNODE_WEB_PASSWORD": password})
     try:
         print("2/5 starting Orthanc and the node", flush=True)
         orthanc.start()
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                          what="the node to finish dispatching")
         record = json.loads((Path(job["output"]) / RECORD_NAME).read_text())
         print(f"    Orthanc study: {orthanc.url}/app/explorer.html#study?uuid={study_id}")
+        print(f"    node dashboard: {dashboard}/jobs/{job['id']} (user admin, password {password}, made for this run)")
+        print(f"    node metrics: {dashboard}/metrics, health: {dashboard}/healthz")
         print(f"    model {record['model']['name']} {record['model']['version']} on {record['model']['device']}")
         print(f"    {'finding':<16} {'side':<6} {'volume ml':>10} {'mean HU':>8} {'max diam. mm':>13}")
         for finding in record["findings"]:
