@@ -40,6 +40,26 @@ def test_toml_and_yaml_configurations(tmp_path, monkeypatch):
     assert config.destinations["web"].password == "s3cret" and "s3cret" not in repr(config)
     (tmp_path / "node.yaml").write_text("listener: {allowed_calling_aets: [A]}\nnode: {max_attempts: 5}\n")
     assert load_config(tmp_path / "node.yaml").max_attempts == 5
+    assert config.web is None and config.notifications is None
+
+
+def test_web_and_notification_secrets_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_RENALNODE_PASSWORD", "s3cret")
+    monkeypatch.setenv("TEST_RENALNODE_WEB_PASSWORD", "web-s3cret")
+    monkeypatch.setenv("TEST_RENALNODE_HOOK", "https://hooks.example/T000/B000/token")
+    (tmp_path / "node.toml").write_text(TOML + """
+[web]
+port = 9090
+password_env = "TEST_RENALNODE_WEB_PASSWORD"
+
+[notifications]
+webhook_url_env = "TEST_RENALNODE_HOOK"
+destination_failing_seconds = 60
+""")
+    config = load_config(tmp_path / "node.toml")
+    assert (config.web.port, config.web.username, config.web.password) == (9090, "admin", "web-s3cret")
+    assert config.notifications.webhook_url.endswith("/token") and config.notifications.destination_failing_seconds == 60
+    assert "web-s3cret" not in repr(config) and "token" not in repr(config)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -50,6 +70,11 @@ def test_toml_and_yaml_configurations(tmp_path, monkeypatch):
     (lambda t: t.replace('ae_title = "PACS"\n', ""), "destination pacs: ae_title missing"),
     (lambda t: t, "environment variable TEST_RENALNODE_PASSWORD is not set"),
     (lambda t: t + "[broken", "node.toml"),
+    (lambda t: t + '[web]\nport = 8080\n', "web: password_env missing"),
+    (lambda t: t + '[web]\npassword_env = "TEST_RENALNODE_WEB_PASSWORD"\n',
+     "TEST_RENALNODE_WEB_PASSWORD is not set"),
+    (lambda t: t + '[notifications]\nwebhook_url = "hooks.example/x"\n', "must give an http(s) URL"),
+    (lambda t: t + '[notifications]\nwebhook_url = "https://hooks.example/x"\nretry_secs = 1\n', "retry_secs"),
 ])
 def test_configuration_mistakes_are_named(tmp_path, monkeypatch, edit, message):
     monkeypatch.delenv("TEST_RENALNODE_PASSWORD", raising=False)
