@@ -118,14 +118,16 @@ def test_audit_log_follows_a_job_and_answers_renalnode_status(journal, tmp_path)
     assert status["pacs"]["last_error"] == "association with PACS failed" and status["web"]["last_success"] is None
 
     config = tmp_path / "node.yaml"
-    config.write_text(f"listener: {{allowed_calling_aets: [CT1]}}\nnode: {{journal: 'sqlite:///{tmp_path}/journal.sqlite'}}\n")
+    config.write_text("listener: {allowed_calling_aets: [CT1]}\n"
+                      f"node: {{journal: 'sqlite:///{tmp_path}/journal.sqlite'}}\n")
     printed = run_renalnode("status", "--config", str(config), "--job", str(job)).stdout
     assert [line.split()[2] for line in printed.splitlines()][::-1] == events[1:]
     assert "dispatch.failed      job 1 series 1.7 to pacs  association with PACS failed" in printed
 
 
 def test_journal_notifications_only_when_asked(tmp_path):
-    quiet, noisy = Journal(f"sqlite:///{tmp_path / 'a.sqlite'}"), Journal(f"sqlite:///{tmp_path / 'b.sqlite'}", notify=True)
+    quiet = Journal(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    noisy = Journal(f"sqlite:///{tmp_path / 'b.sqlite'}", notify=True)
     for journal in (quiet, noisy):
         receive(journal, "1.8", "1.8.1")
         row = journal.series_row("1.8")

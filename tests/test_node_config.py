@@ -58,7 +58,8 @@ destination_failing_seconds = 60
 """)
     config = load_config(tmp_path / "node.toml")
     assert (config.web.port, config.web.username, config.web.password) == (9090, "admin", "web-s3cret")
-    assert config.notifications.webhook_url.endswith("/token") and config.notifications.destination_failing_seconds == 60
+    assert config.notifications.webhook_url.endswith("/token")
+    assert config.notifications.destination_failing_seconds == 60
     assert "web-s3cret" not in repr(config) and "token" not in repr(config)
 
 

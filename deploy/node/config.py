@@ -126,10 +126,10 @@ def _destination(name: str, data: dict) -> Destination:
         raise ValueError(f"destination {name}: kind must be 'dicom' or 'dicomweb', not {kind!r}")
     if missing:
         raise ValueError(f"destination {name}: {', '.join(missing)} missing")
+    password = _secret(data, "password_env", f"destination {name}") if data.get("password_env") else ""
     return Destination(name=name, kind=kind, host=str(data.get("host", "")), port=int(data.get("port", 0)),
                        ae_title=str(data.get("ae_title", "")), url=str(data.get("url", "")),
-                       username=str(data.get("username", "")),
-                       password=_secret(data, "password_env", f"destination {name}") if data.get("password_env") else "")
+                       username=str(data.get("username", "")), password=password)
 
 
 def _secret(data: dict, key: str, where: str) -> str:
