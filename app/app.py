@@ -33,6 +33,7 @@ from operators.series_selection import DEFAULT_RULES, SelectionRules, SeriesSele
 from operators.sr_writer import SrWriterOperator
 from operators.study_loader import StudyLoaderOperator
 from renalnode.model_package import find_model_package
+from renalnode.privacy import identifiers_in, redact
 from renalnode.run_record import COMPLETED, FAILED, RECORD_NAME, RUNNING, RunRecord
 
 log = logging.getLogger("renalnode.app")
@@ -124,7 +125,9 @@ class RenalnodeApp(Application):
         try:
             self.run()
         except BaseException as exc:
-            self.record.status, self.record.reason = FAILED, f"{type(exc).__name__}: {exc}"
+            # A library's message may quote a header value: the record is read by operators.
+            self.record.status = FAILED
+            self.record.reason = redact(f"{type(exc).__name__}: {exc}", identifiers_in(self.input_folder))
             raise
         else:
             if self.record.status == RUNNING:

@@ -14,6 +14,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.data import get_testdata_file
 
 import operators.nnunet_ensemble as ensemble
@@ -24,7 +25,7 @@ from operators.seg_writer import CYST, KIDNEY, NEOPLASM
 from operators.sr_writer import VOLUME
 from renalnode import labels
 from renalnode.model_package import load_model_package
-from renalnode.run_record import COMPLETED, NO_SUITABLE_SERIES, RECORD_NAME, VOLUME_REJECTED
+from renalnode.run_record import COMPLETED, KEY_IMAGE_FOLDER, NO_SUITABLE_SERIES, RECORD_NAME, VOLUME_REJECTED
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "renalnode-demo"
@@ -54,7 +55,10 @@ def test_end_to_end(phantom_cases, tmp_path, position):
     case = phantom_cases(position)
     record = run_study(case / "dicom", tmp_path, DEMO, FAST)
     assert record.status == COMPLETED, record.reason
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pdf.dcm", RECORD_NAME, "seg.dcm", "sr.dcm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [KEY_IMAGE_FOLDER, "pdf.dcm", RECORD_NAME, "seg.dcm", "sr.dcm"]
+    # One key image per finding, for the node's dashboard (never sent: only the .dcm files are).
+    assert sorted(record.key_images) == sorted(f["name"] for f in record.findings)
+    assert all(Image.open(tmp_path / path).size[0] == 320 for path in record.key_images.values())
     for name in ("seg.dcm", "sr.dcm", "pdf.dcm"):
         assert dciodvfy_errors(tmp_path / name) == [], name
 

@@ -137,3 +137,40 @@ def test_journal_notifications_only_when_asked(tmp_path):
     (note,) = noisy.notification_rows()
     assert note["event"] == "job.quarantined" and note["state"] == j.PENDING
     assert '"series_uid": "1.8"' in note["payload"] and "no routing rule matches" in note["payload"]
+
+
+def test_an_overtaken_job_never_quarantines_nor_notifies(tmp_path):
+    journal = Journal(f"sqlite:///{tmp_path / 'journal.sqlite'}", notify=True)
+    receive(journal, "1.10", "1.10.1")
+    first = complete_and_enqueue(journal, "1.10")
+    journal.claim()
+    receive(journal, "1.10", "1.10.2", now=500.0)        # more instances while it runs
+    second = complete_and_enqueue(journal, "1.10")
+    assert journal.finish(first, j.QUARANTINED, "too few slices") == j.SUPERSEDED
+    assert journal.series_row("1.10")["state"] == j.QUEUED and journal.notification_rows() == []
+    assert journal.quarantined() == [] and journal.job_row(second)["state"] == j.QUEUED
+
+
+def test_a_destination_stops_failing_when_nothing_waits_for_it(journal):
+    receive(journal, "1.11", "1.11.1")
+    job = complete_and_enqueue(journal, "1.11")
+    journal.claim()
+    journal.finish(job, j.RESULTS_READY, output="/results/11")
+    (row,) = journal.due_dispatches()
+    journal.dispatch_failed(row["id"], "refused", 0)
+    assert journal.destination_status(["pacs"])["pacs"]["failing_since"] is not None
+    receive(journal, "1.11", "1.11.2", now=900.0)        # a late instance: the unsent results are superseded
+    complete_and_enqueue(journal, "1.11")
+    status = journal.destination_status(["pacs"])["pacs"]
+    assert status["failing_since"] is None and status["last_error"] == "refused"
+
+
+def test_a_job_the_node_died_in_too_often_fails_and_notifies(tmp_path):
+    journal = Journal(f"sqlite:///{tmp_path / 'journal.sqlite'}", notify=True)
+    receive(journal, "1.12", "1.12.1")
+    job = complete_and_enqueue(journal, "1.12")
+    journal.claim()
+    assert journal.reclaim_running(max_attempts=1) == 0
+    (note,) = journal.notification_rows()
+    assert note["event"] == "job.failed" and f'"job": {job}' in note["payload"]
+    assert [e["event"] for e in journal.audit_events(job_id=job)][0] == "job.failed"

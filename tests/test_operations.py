@@ -17,6 +17,7 @@ import urllib.request
 
 import pydicom
 import pytest
+import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,8 +27,6 @@ from deploy.node.journal import DISPATCHED, QUARANTINED, Journal
 
 CT_ROOM, OTHER_ROOM = "CTROOM1", "CTROOM2"
 USER, PASSWORD = "it-admin", "correct horse battery staple"
-pytestmark = pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,
-                                reason="Debian packages chromium and chromium-driver (make setup installs them)")
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -52,7 +51,7 @@ def morning(tmp_path_factory, phantom_cases):
     node = LocalNode(folder / "node", pacs.dicom_port, node_port, (CT_ROOM, OTHER_ROOM, ORTHANC_AET), sections={
         "routing": {"rules": str(folder / "routing.yaml")},
         "web": {"port": web_port, "username": USER, "password_env": "TEST_RENALNODE_WEB_PASSWORD",
-                "url": f"http://127.0.0.1:{web_port}", "health_check_seconds": 0},
+                "url": f"http://127.0.0.1:{web_port}", "health_check_seconds": 1},
         "notifications": {"webhook_url_env": "TEST_RENALNODE_WEBHOOK", "retry_base_seconds": 1},
     }, env={"TEST_RENALNODE_WEB_PASSWORD": PASSWORD, "TEST_RENALNODE_WEBHOOK": hook.url})
     try:
@@ -115,6 +114,8 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    if shutil.which("chromedriver") is None or shutil.which("chromium") is None:
+        pytest.skip("needs the Debian packages chromium and chromium-driver (make setup installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -209,15 +210,37 @@ def test_no_patient_name_or_id_in_logs_metrics_audit_or_messages(morning):
             assert value not in text, f"{value!r} in the {where}"
 
 
+def test_buttons_need_the_login_and_the_page_token(morning):
+    url, held = morning["url"], morning["held"]
+    session = requests.Session()
+    anonymous = session.post(f"{url}/jobs/{held['id']}/retry", data={"back": "/"}, allow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+    login = session.post(f"{url}/login?next=//evil.example/", data={"username": USER, "password": PASSWORD},
+                         allow_redirects=False)
+    assert login.status_code == 303 and login.headers["location"] == "/"       # never another site
+    forged = session.post(f"{url}/jobs/{held['id']}/retry", data={"back": "/"}, allow_redirects=False)
+    assert forged.status_code == 403                                            # no token from our page
+    assert session.get(f"{url}/jobs/{held['id']}/key-images/..%2F..%2Fnode.yaml").status_code == 404
+    audit = morning["journal"].audit_events(event_prefix="login")
+    assert audit and all(PASSWORD not in row["detail"] for row in audit)
+
+
 def test_healthz_names_what_fails(morning):
+    """Last in this module: it stops the PACS."""
     answer = urllib.request.urlopen(f"{morning['url']}/healthz", timeout=60)
     assert answer.status == 200
     assert json.load(answer) == {"status": "ok", "checks": {"listener": "ok", "journal": "ok",
                                                             "destination pacs": "ok"}}
     morning["pacs"].stop()
-    with pytest.raises(urllib.error.HTTPError) as failing:
-        urllib.request.urlopen(f"{morning['url']}/healthz", timeout=60)
-    assert failing.value.code == 503
-    body = json.load(failing.value)
-    assert body["status"] == "failing" and body["checks"]["listener"] == body["checks"]["journal"] == "ok"
-    assert body["checks"]["destination pacs"].startswith("unreachable: no association with ORTHANC@127.0.0.1")
+
+    def failing():
+        try:
+            urllib.request.urlopen(f"{morning['url']}/healthz", timeout=60)
+        except urllib.error.HTTPError as error:
+            return error
+        return None
+
+    error = wait_until(failing, 60, what="/healthz to notice the PACS is down")
+    body = json.load(error)
+    assert error.code == 503 and body["status"] == "failing"
+    assert body["checks"] == {"listener": "ok", "journal": "ok", "destination pacs": "unreachable"}

@@ -10,7 +10,8 @@ from pathlib import Path
 from deploy.node.config import load_config
 
 
-def _when(seconds: float | None) -> str:
+def when(seconds: float | None) -> str:
+    """A journal time as operators read it (local time), '-' for none."""
     return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S") if seconds else "-"
 
 
@@ -37,8 +38,8 @@ def _status(args) -> int:
         print(f"{name}: " + (", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "none"))
     print(f"\n{'job':>5}  {'state':<14} {'attempts':>8}  {'created':<19}  {'finished':<19}  series / reason")
     for job in journal.recent_jobs(args.limit):
-        print(f"{job['id']:>5}  {job['state']:<14} {job['attempts']:>8}  {_when(job['created']):<19}  "
-              f"{_when(job['finished']):<19}  {job['series_uid']}")
+        print(f"{job['id']:>5}  {job['state']:<14} {job['attempts']:>8}  {when(job['created']):<19}  "
+              f"{when(job['finished']):<19}  {job['series_uid']}")
         if job["reason"]:
             print(f"{'':>7}{job['reason']}")
     return 0
@@ -51,7 +52,7 @@ def _audit(journal, args) -> int:
         where = " ".join(filter(None, [f"job {row['job_id']}" if row["job_id"] else "",
                                        f"series {row['series_uid']}" if row["series_uid"] else "",
                                        f"to {row['destination']}" if row["destination"] else ""]))
-        print(f"{_when(row['time'])}  {row['event']:<20} {where}{'  ' if where else ''}{row['detail']}")
+        print(f"{when(row['time'])}  {row['event']:<20} {where}{'  ' if where else ''}{row['detail']}")
     if not events:
         print("no audit events match")
     return 0

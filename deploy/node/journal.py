@@ -22,7 +22,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint,
+from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
                         create_engine, event, func, insert, select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -85,8 +85,9 @@ audit = Table(
     Column("event", String(32), nullable=False, index=True),
     Column("series_uid", String(64), nullable=False, default="", index=True),
     Column("job_id", Integer, index=True),
-    Column("destination", String(64), nullable=False, default="", index=True),
+    Column("destination", String(64), nullable=False, default=""),
     Column("detail", Text, nullable=False, default=""),
+    Index("audit_by_destination", "destination", "event", "id"),  # destination status, asked twice a second
 )
 notifications = Table(
     "notifications", metadata,
@@ -280,16 +281,17 @@ class Journal:
             return Job(row.id, row.series_uid, tuple(d for d in row.destinations.split(",") if d), row.attempts + 1,
                        row.output)
 
-    def finish(self, job_id: int, state: str, reason: str = "", output: str = "") -> None:
-        """A job's result: results ready (outbox rows made), or failed, quarantined, or queued again.
-        A job overtaken by a newer one of its series (late instances) never sends and never
-        quarantines the series: the newer job speaks for it."""
+    def finish(self, job_id: int, state: str, reason: str = "", output: str = "") -> str:
+        """A job's result: results ready (outbox rows made), or failed, quarantined, or queued again;
+        returns the state recorded. A job overtaken by a newer one of its series (late instances)
+        never sends, never runs again and never quarantines the series (nor notifies): the newer
+        job speaks for it."""
         now = time.time()
         with self.engine.begin() as db:
             job = db.execute(select(jobs).where(jobs.c.id == job_id)).first()
             newer = db.execute(select(jobs.c.id).where(jobs.c.series_uid == job.series_uid,
                                                        jobs.c.id > job_id)).first()
-            if state == RESULTS_READY and newer is not None:
+            if newer is not None:
                 state, reason = SUPERSEDED, f"job {newer.id} took over (more instances arrived)"
             db.execute(update(jobs).where(jobs.c.id == job_id).values(state=state, reason=reason, finished=now,
                                                                       output=output or job.output))
@@ -301,9 +303,10 @@ class Journal:
                     if exists is None:
                         db.execute(insert(outbox).values(job_id=job_id, destination=destination, state=PENDING,
                                                          attempts=0, next_attempt=now, last_error=""))
-            if state in (QUARANTINED, FAILED) and newer is None:  # and the series was not reopened meanwhile
+            if state in (QUARANTINED, FAILED):  # unless the series was reopened meanwhile
                 db.execute(update(series).where(series.c.series_uid == job.series_uid, series.c.state == QUEUED)
                            .values(state=QUARANTINED, reason=reason))
+        return state
 
     def reclaim_running(self, max_attempts: int) -> int:
         """At start: jobs left running by a crash are queued again (their attempt counted), unless
@@ -376,13 +379,17 @@ class Journal:
         with self.engine.connect() as db:
             for name in names:
                 def last(event_name: str):
-                    return db.execute(select(audit.c.time, audit.c.detail).where(
+                    return db.execute(select(audit.c.id, audit.c.time, audit.c.detail).where(
                         audit.c.destination == name, audit.c.event == event_name).order_by(audit.c.id.desc())
                         .limit(1)).first()
                 success, failure = last("dispatch.sent"), last("dispatch.failed")
-                since = db.execute(select(func.min(audit.c.time)).where(
+                # Failing while something for it still waits after a failed attempt; superseded or
+                # sent rows end the failing period even without a success.
+                waiting = db.execute(select(outbox.c.id).where(outbox.c.destination == name, outbox.c.state == PENDING,
+                                                               outbox.c.attempts > 0).limit(1)).first()
+                since = None if waiting is None else db.execute(select(func.min(audit.c.time)).where(
                     audit.c.destination == name, audit.c.event == "dispatch.failed",
-                    audit.c.time > (success.time if success else 0))).scalar()
+                    audit.c.id > (success.id if success else 0))).scalar()
                 status[name] = {"last_success": success.time if success else None,
                                 "last_failure": failure.time if failure else None,
                                 "last_error": failure.detail if failure else "", "failing_since": since}
@@ -410,9 +417,11 @@ class Journal:
                 state=state, attempts=notifications.c.attempts + 1, last_error=error,
                 **({"next_attempt": next_attempt} if next_attempt is not None else {})))
 
-    def notification_rows(self) -> list[dict]:
+    def notification_rows(self, limit: int = 1000) -> list[dict]:
+        """The newest notifications first."""
         with self.engine.connect() as db:
-            return [dict(r._mapping) for r in db.execute(select(notifications).order_by(notifications.c.id))]
+            return [dict(r._mapping) for r in db.execute(select(notifications).order_by(notifications.c.id.desc())
+                                                         .limit(limit))]
 
     # --- health ---------------------------------------------------------------------------------
     def beat(self) -> None:

@@ -73,6 +73,13 @@ class Listener:
                                               evt_handlers=handlers, ssl_context=self._ssl_context())
         log.info("listening as %s on %s:%d", self.config.ae_title, self.config.host, self.config.port)
 
+    def is_listening(self) -> bool:
+        """The server socket is open and its accepting thread runs (checked without connecting: a
+        probe's connection would hold an association slot until pynetdicom's ACSE timeout)."""
+        server = self.server
+        return server is not None and server.socket.fileno() != -1 and any(
+            thread.name.startswith("AcceptorServer@") and thread.is_alive() for thread in threading.enumerate())
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
@@ -132,16 +139,20 @@ class Listener:
         self.metrics.instances.inc()
         if new_series:
             self.metrics.series.inc()
+        # The connection may close (on pynetdicom's network thread) while this instance is written: the
+        # lock, held through the journal call, makes the close undo exactly the opens it saw.
         with self._lock:
-            association = self._open.setdefault(id(event.assoc), _Association(self._peer(event)))
-            first = series_uid not in association.stored
-            association.stored[series_uid] += 1
-        if first:
-            self.journal.association_opened(series_uid)
+            association = self._open.get(id(event.assoc))
+            if association is not None:
+                if series_uid not in association.stored:
+                    self.journal.association_opened(series_uid)
+                association.stored[series_uid] += 1
         return SUCCESS
 
     def _on_closed(self, event) -> None:
-        """Released, aborted or connection closed: whichever comes first ends the association's record."""
+        """Released, aborted or connection closed: whichever comes first ends the association and
+        writes its audit rows (so an association cut by a crash has none; its instances are in the
+        journal all the same)."""
         with self._lock:
             association = self._open.pop(id(event.assoc), None)
         if association is None:

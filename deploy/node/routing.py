@@ -83,12 +83,16 @@ class RulesFile:
 
     def __init__(self, path: Path, known_destinations: set[str]):
         self.path, self.known_destinations = Path(path), known_destinations
-        self._stamp = self.path.stat().st_mtime_ns
+        self._stamp = self._read_stamp()
         self.rules = load_rules(self.path, known_destinations)
+
+    def _read_stamp(self) -> tuple[int, int]:
+        status = self.path.stat()
+        return status.st_mtime_ns, status.st_size   # the size too: two writes within one clock tick
 
     def current(self) -> list[Rule]:
         try:
-            stamp = self.path.stat().st_mtime_ns
+            stamp = self._read_stamp()
         except OSError:
             return self.rules
         if stamp != self._stamp:

@@ -17,12 +17,11 @@ a per-session token, and the session cookie is SameSite=strict.
 """
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
 import hmac
 import logging
 import re
 import secrets
-import time
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,6 +34,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from deploy.node.cli import when
 from deploy.node.journal import FAILED, QUARANTINED, QUEUED, RUNNING
 from operators import nnunet_ensemble
 from renalnode.model_package import ModelPackageError, find_model_package, load_model_package
@@ -46,10 +46,6 @@ KEY_IMAGE_NAME = re.compile(r"[0-9]{2}\.png")
 FAILED_LOGIN_DELAY_SECONDS = 1.0   # slows password guessing without locking anyone out
 
 
-def _when(seconds: float | None) -> str:
-    return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S") if seconds else "-"
-
-
 def _local(path: str) -> str:
     """A path on this site, for redirects that a form or link names (never another site)."""
     return path if path.startswith("/") and not path.startswith("//") else "/"
@@ -59,7 +55,7 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
-TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["seconds"] = _seconds
 
 
@@ -105,14 +101,15 @@ def create_app(node) -> Starlette:
         form = await request.form()
         name, password = str(form.get("username", "")), str(form.get("password", ""))
         web = config.web
-        good = hmac.compare_digest(name.encode(), web.username.encode()) & \
-            hmac.compare_digest(password.encode(), web.password.encode())
+        known = hmac.compare_digest(name.encode(), web.username.encode())
+        good = known & hmac.compare_digest(password.encode(), web.password.encode())
         host = request.client.host if request.client else "?"
-        await run_in_threadpool(journal.audit, "login.ok" if good else "login.failed",
-                                detail=f"user {name[:64]!r} from {host}")
+        # What was typed as a user name is not kept: people type their password there too.
+        outcome = f"user {web.username}" if good else "wrong password" if known else "unknown user name"
+        await run_in_threadpool(journal.audit, "login.ok" if good else "login.failed", detail=f"{outcome} from {host}")
         if not good:
             log.warning("dashboard login failed from %s", host)
-            await run_in_threadpool(time.sleep, FAILED_LOGIN_DELAY_SECONDS)
+            await asyncio.sleep(FAILED_LOGIN_DELAY_SECONDS)
             return page(request, "login.html", next=target, failed=True)
         request.session.clear()
         request.session.update({"user": name, "csrf": secrets.token_urlsafe(32)})
@@ -172,7 +169,9 @@ def create_app(node) -> Starlette:
     @login_required
     async def destinations(request: Request) -> Response:
         status = await run_in_threadpool(journal.destination_status, sorted(config.destinations))
-        return page(request, "destinations.html", destinations=config.destinations, status=status)
+        notes = await run_in_threadpool(journal.notification_rows, 50)
+        return page(request, "destinations.html", destinations=config.destinations, status=status,
+                    notifications=notes, webhook=config.notifications is not None)
 
     @login_required
     async def echo(request: Request) -> Response:
@@ -185,13 +184,23 @@ def create_app(node) -> Starlette:
         ok, message = await run_in_threadpool(node.echo, name, f"dashboard user {user(request)}")
         return back(request, "/destinations", message, ok=ok)
 
+    def last_model_used() -> dict:
+        """The model of the newest job that ran: what the worker actually loaded (in-process or in the MAP)."""
+        for job in journal.recent_jobs(50):
+            record = run_record(job["id"])
+            if record and record.model:
+                return {**record.model, "job": job["id"]}
+        return {}
+
     @login_required
     async def model(request: Request) -> Response:
+        used = await run_in_threadpool(last_model_used)
         try:
             package = await run_in_threadpool(lambda: load_model_package(find_model_package(config.model)))
         except ModelPackageError as exc:
-            return page(request, "model.html", package=None, error=str(exc), loads=nnunet_ensemble.LOAD_COUNT)
-        return page(request, "model.html", package=package, card=package.card, error="",
+            return page(request, "model.html", package=None, error=str(exc), used=used,
+                        loads=nnunet_ensemble.LOAD_COUNT)
+        return page(request, "model.html", package=package, card=package.card, error="", used=used,
                     loads=nnunet_ensemble.LOAD_COUNT)
 
     @login_required
@@ -230,5 +239,6 @@ def create_app(node) -> Starlette:
     ]
     # A new secret each start: sessions end with the process, which is what a restart should do.
     middleware = [Middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), same_site="strict",
-                             session_cookie="renalnode_session", max_age=12 * 3600)]
+                             session_cookie="renalnode_session", max_age=12 * 3600,
+                             https_only=config.web.url.startswith("https://"))]
     return Starlette(routes=routes, middleware=middleware)

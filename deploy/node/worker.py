@@ -17,6 +17,7 @@ from deploy.node.config import NodeConfig
 from deploy.node.journal import FAILED, QUARANTINED, QUEUED, RESULTS_READY, Journal
 from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
+from renalnode.privacy import identifiers_in, redact
 from renalnode.run_record import COMPLETED, RunRecord
 
 log = logging.getLogger("renalnode.node")
@@ -60,14 +61,18 @@ class Worker:
         row = self.journal.series_row(job.series_uid)
         output = self.config.results / str(job.id)
         log.info("job %d: series %s, attempt %d", job.id, job.series_uid, job.attempts)
-        queued = self.journal.job_row(job.id)
-        self._observe("queue", queued["started"] - queued["created"])
+        if job.attempts == 1:  # later attempts' waits are the node's retry delays, not the queue
+            queued = self.journal.job_row(job.id)
+            self._observe("queue", queued["started"] - queued["created"])
+        folder = self.spool.series_folder(row["study_uid"], job.series_uid)
         start = time.perf_counter()
         try:
-            record = self.run_app(self.spool.series_folder(row["study_uid"], job.series_uid), output, job.id)
+            record = self.run_app(folder, output, job.id)
         except Exception as exc:  # the app failed: retried, and failed for good when attempts run out
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("job %d failed: %s\n%s", job.id, reason, traceback.format_exc(limit=5))
+            # A library's message may quote a header value: the journal, log and webhook must not.
+            private = identifiers_in(folder)
+            reason = redact(f"{type(exc).__name__}: {exc}", private)
+            log.error("job %d failed: %s\n%s", job.id, reason, redact(traceback.format_exc(limit=5), private))
             final = job.attempts >= self.config.max_attempts
             self._finish(job.id, FAILED if final else QUEUED,
                          f"{reason} (attempt {job.attempts} of {self.config.max_attempts})")
@@ -79,13 +84,13 @@ class Worker:
             self._finish(job.id, RESULTS_READY, output=str(output))
             log.info("job %d: results ready (%s)", job.id, ", ".join(sorted(record.outputs)))
         else:
-            self._finish(job.id, QUARANTINED, record.reason)
-            log.warning("job %d quarantined: %s", job.id, record.reason)
+            reason = redact(record.reason, identifiers_in(folder))
+            self._finish(job.id, QUARANTINED, reason)
+            log.warning("job %d quarantined: %s", job.id, reason)
         return True
 
     def _finish(self, job_id: int, state: str, reason: str = "", output: str = "") -> None:
-        self.journal.finish(job_id, state, reason, output)
-        self.metrics.jobs_finished.labels(state).inc()
+        self.metrics.jobs_finished.labels(self.journal.finish(job_id, state, reason, output)).inc()
 
     def _observe(self, stage: str, seconds: float) -> None:
         self.metrics.stage_seconds.labels(stage).observe(seconds)
