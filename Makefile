@@ -6,9 +6,13 @@ DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools chr
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages test phantoms demo-model clean-venv map demo
+.PHONY: setup system-packages viewer test phantoms demo-model clean-venv map demo
 
-setup: system-packages $(VENV)/.installed
+setup: system-packages $(VENV)/.installed viewer
+
+# The pinned OHIF build (npm package @ohif/app, integrity-checked) under build/viewer; once.
+viewer: $(VENV)/.installed
+	$(PY) -m deploy.viewer.fetch
 
 # Installs only what is missing, so a configured machine is left untouched (and needs no network).
 system-packages:
@@ -60,6 +64,7 @@ map: setup
 	$(PY) -m deploy.map --model $(or $(MODEL),models/renalnode-demo) --out build/map
 
 # The main job end to end on this machine: local Orthanc + node with the demo model, a phantom study
-# through auto-routing, results back in Orthanc, a findings table; everything stopped at the end.
+# through auto-routing, results back in Orthanc, a findings table, the study in OHIF with its SEG
+# (link and screenshot); everything stopped at the end.
 demo: setup
 	$(PY) -m deploy.demo $(DEMO_ARGS)

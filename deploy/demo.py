@@ -4,8 +4,9 @@ A local Orthanc (with renalnode's auto-routing script) and the node with the bun
 start on free loopback ports; a 512 x 512 phantom study is made and sent to Orthanc with dcmtk's
 storescu as a scanner would; Orthanc routes the stable CT series to the node; the node's SEG, SR
 and PDF arrive back in Orthanc in the same study. The demo prints the Orthanc study link, the node's
-dashboard (with a password made for this run) and the findings, and stops both services (on Ctrl-C
-too). Everything lives under build/demo.
+dashboard (with a password made for this run) and the findings, opens the study in OHIF (the viewer
+server of deploy/viewer) with the SEG loaded at the phantom's largest lesion, prints the OHIF link
+and saves that screenshot, and stops everything (on Ctrl-C too). Everything lives under build/demo.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from deploy.local_services import ORTHANC_AET, ROOT, LocalNode, LocalOrthanc, free_port, wait_until
+from deploy.local_services import ORTHANC_AET, ROOT, LocalNode, LocalOrthanc, LocalViewer, free_port, wait_until
 from deploy.node.journal import DISPATCHED, Journal
 from renalnode.run_record import RECORD_NAME
 
@@ -28,6 +29,28 @@ SCANNER_AET = "SCANNER"
 def results_arrived(orthanc: LocalOrthanc) -> dict[str, list[dict]] | None:
     found = orthanc.series_by_modality()
     return found if all(found.get(m) for m in ("SEG", "SR", "DOC")) else None
+
+
+def screenshot_in_ohif(viewer: LocalViewer, case: Path, out: Path) -> str:
+    """The study in OHIF with its SEG, at the slice through the phantom's largest lesion."""
+    from deploy.viewer.browser import OhifStudy, ViewerError, chromium
+
+    truth = json.loads((case / "truth.json").read_text())
+    target = max(truth["lesions"] or truth["kidneys"], key=lambda found: found["volume_ml"])
+    try:
+        driver = chromium()
+    except ViewerError as exc:
+        return f"no screenshot: {exc}"
+    try:
+        study = OhifStudy(driver, viewer.url, truth["study_instance_uid"])
+        study.load_seg()
+        study.show(tuple(target["centroid_mm"]))
+        study.screenshot().save(out)
+    except ViewerError as exc:
+        return f"no screenshot: {exc}"
+    finally:
+        driver.quit()
+    return f"screenshot of the study with its SEG in OHIF: {out}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     node_port, web_port = free_port(), free_port()
     dashboard, password = f"http://127.0.0.1:{web_port}", secrets.token_urlsafe(12)
     orthanc = LocalOrthanc(args.out / "orthanc", node_port=node_port)
+    viewer = LocalViewer(args.out / "viewer", orthanc.url)
     node = LocalNode(args.out / "node", orthanc.dicom_port, node_port, (ORTHANC_AET,),
                      sections={"web": {"port": web_port, "username": "admin", "password_env": "RENALNODE_WEB_PASSWORD",
                                        "url": dashboard}},
@@ -81,16 +105,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {finding['name']:<16} {finding['side']:<6} {finding['volume_ml']:>10.1f} "
                   f"{finding['mean_hu']:>8.0f} {finding['max_diameter_mm']:>13.1f}")
         print("    demo model: trained on synthetic phantoms only, not for clinical use")
+        viewer.start()
+        study_uid = json.loads((case / "truth.json").read_text())["study_instance_uid"]
+        print(f"    OHIF: {viewer.study_url(study_uid)}  (double-click the SEG, answer Yes)", flush=True)
+        print(f"    {screenshot_in_ohif(viewer, case, args.out / 'ohif-seg.png')}", flush=True)
         if args.keep_running:
-            print("Orthanc and the node keep running; Ctrl-C stops them.", flush=True)
+            print("Orthanc, the node and the viewer keep running; Ctrl-C stops them.", flush=True)
             while True:
                 time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
+        viewer.stop()
         node.stop()
         orthanc.stop()
-        print("stopped Orthanc and the node", flush=True)
+        print("stopped the viewer, Orthanc and the node", flush=True)
     return 0
 
 

@@ -51,6 +51,27 @@ def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, ti
         process.wait()
 
 
+def answers(url: str) -> bool:
+    """A GET of `url` answers 200."""
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def start_logged(command: list[str], log_path: Path, ready, what: str, timeout: float = 60,
+                 **popen) -> subprocess.Popen:
+    """Start a service with its output appended to `log_path` and wait until `ready()`; if it exits
+    first, raise with the end of its log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
+    wait_until(lambda: ready() or process.poll() is not None, timeout, what=what)
+    if process.poll() is not None:
+        raise RuntimeError(f"{what}: the process exited at start:\n{log_path.read_text(errors='replace')[-3000:]}")
+    return process
+
+
 class LocalOrthanc:
     """Orthanc with its own storage; `node_port` makes the node a modality and turns auto-routing on."""
 
@@ -75,21 +96,11 @@ class LocalOrthanc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def _up(self) -> bool:
-        try:
-            return urllib.request.urlopen(f"{self.url}/system", timeout=2).status == 200
-        except OSError:
-            return False
-
     def start(self) -> "LocalOrthanc":
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "orthanc.json").write_text(json.dumps(self.config, indent=1))
-        with open(self.folder / "orthanc.log", "ab") as log:
-            self.process = subprocess.Popen([ORTHANC, str(self.folder / "orthanc.json")], stdout=log,
-                                            stderr=subprocess.STDOUT)
-        wait_until(lambda: self._up() or self.process.poll() is not None, 60, what="Orthanc to start")
-        if self.process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited at start; see {self.folder / 'orthanc.log'}")
+        self.process = start_logged([ORTHANC, str(self.folder / "orthanc.json")], self.folder / "orthanc.log",
+                                    lambda: answers(f"{self.url}/system"), "Orthanc to start")
         return self
 
     def stop(self) -> None:
@@ -169,12 +180,9 @@ class LocalNode:
 
     def start(self) -> "LocalNode":
         env = dict(os.environ, nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", **self.env)
-        with open(self.folder / "node.log", "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "renalnode", "serve", "--config", str(self.config)],
-                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self._listening() or self.process.poll() is not None, 120, what="the node to listen")
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the node exited at start:\n{self.log_text()}")
+        self.process = start_logged([sys.executable, "-m", "renalnode", "serve", "--config", str(self.config)],
+                                    self.folder / "node.log", self._listening, "the node to listen", 120,
+                                    cwd=ROOT, env=env)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -183,3 +191,28 @@ class LocalNode:
 
     def log_text(self) -> str:
         return (self.folder / "node.log").read_text(errors="replace")[-4000:]
+
+
+class LocalViewer:
+    """The viewer server (`python -m deploy.viewer`): OHIF and the Orthanc's DICOMweb on one origin."""
+
+    def __init__(self, folder: Path, orthanc_url: str):
+        self.folder, self.orthanc_url, self.port = Path(folder), orthanc_url, free_port()
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def study_url(self, study_uid: str) -> str:
+        return f"{self.url}/viewer?StudyInstanceUIDs={study_uid}"
+
+    def start(self) -> "LocalViewer":
+        self.process = start_logged([sys.executable, "-m", "deploy.viewer", "--orthanc", self.orthanc_url, "--port",
+                                     str(self.port)], self.folder / "viewer.log",
+                                    lambda: answers(f"{self.url}/app-config.js"), "the viewer server", cwd=ROOT)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None

@@ -96,6 +96,20 @@ def phantom_set(tmp_path_factory) -> Path:
     return out
 
 
+def seg_class_map(seg, slices) -> tuple[np.ndarray, dict[int, int]]:
+    """A highdicom SEG read back on the CT's slices (volume order) as segment numbers, and each
+    segment's class (renalnode.labels) from its segmented property type."""
+    from operators.seg_writer import CYST, KIDNEY, NEOPLASM
+    from renalnode import labels
+
+    class_of_property = {KIDNEY.value: labels.KIDNEY, NEOPLASM.value: labels.SOLID_MASS, CYST.value: labels.CYST}
+    numbers = seg.get_pixels_by_source_instance([ds.SOPInstanceUID for ds in slices], combine_segments=True,
+                                                 skip_overlap_checks=False)
+    classes = {n: class_of_property[seg.get_segment_description(n).segmented_property_type.value]
+               for n in seg.get_segment_numbers()}
+    return numbers, classes
+
+
 def phantom_volume_and_label(folder: Path):
     """The case's CT series as a CTVolume (slices in volume order) and its label map on that grid."""
     import pydicom
@@ -122,6 +136,16 @@ def local_orthanc(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless Chromium driven by Selenium (deploy/viewer/browser.py), closed after the test."""
+    from deploy.viewer.browser import chromium
+
+    driver = chromium()
+    yield driver
+    driver.quit()
 
 
 class WebhookReceiver:

@@ -19,9 +19,9 @@ from pydicom.data import get_testdata_file
 
 import operators.nnunet_ensemble as ensemble
 from app.app import AppSettings, run_study
-from conftest import copy_series, dciodvfy_errors, lesion_components, load_truth, phantom_volume_and_label
+from conftest import (copy_series, dciodvfy_errors, lesion_components, load_truth, phantom_volume_and_label,
+                      seg_class_map)
 from operators.postprocessing import find_findings
-from operators.seg_writer import CYST, KIDNEY, NEOPLASM
 from operators.sr_writer import VOLUME
 from renalnode import labels
 from renalnode.model_package import load_model_package
@@ -34,18 +34,6 @@ FAST = AppSettings(use_mirroring=False)
 # The end-to-end Dice may fall this far (absolute) below the card's cross-validation Dice: one
 # phantom is a small sample, and the card's figure is a mean over 24 cases.
 DICE_MARGIN = 0.10
-CLASS_OF_PROPERTY = {KIDNEY.value: labels.KIDNEY, NEOPLASM.value: labels.SOLID_MASS, CYST.value: labels.CYST}
-
-
-def seg_class_map(seg: hd.seg.Segmentation, slices) -> tuple[np.ndarray, dict[int, int]]:
-    """The SEG read back on the CT's slices (volume order) as segment numbers, and each segment's class."""
-    numbers = seg.get_pixels_by_source_instance([ds.SOPInstanceUID for ds in slices], combine_segments=True,
-                                                 skip_overlap_checks=False)
-    classes = {n: CLASS_OF_PROPERTY[seg.get_segment_description(n).segmented_property_type.value]
-               for n in seg.get_segment_numbers()}
-    return numbers, classes
-
-
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * (a & b).sum() / max(1, a.sum() + b.sum())
 

@@ -11,7 +11,6 @@ health check, and that no patient name or ID appears in any log line, metric or 
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.error
 import urllib.request
 
@@ -107,24 +106,6 @@ def test_webhook_receives_the_quarantined_series(morning):
     assert body["series_uid"] == held["series_uid"] and body["job"] == held["id"]
     assert "no routing rule matches" in body["reason"] and body["node"] == NODE_AET
     assert body["dashboard"] == f"{morning['url']}/jobs/{held['id']}"
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if shutil.which("chromedriver") is None or shutil.which("chromium") is None:
-        pytest.skip("needs the Debian packages chromium and chromium-driver (make setup installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning, browser):

@@ -1,0 +1,147 @@
+"""OHIF in headless Chromium, as a radiologist uses it: open the study, double-click the SEG in the
+study browser, answer "Yes" to open it, go to a slice. Drives Debian's chromium with its
+chromedriver through Selenium (nothing downloaded); WebGL runs on SwiftShader where there is no GPU.
+`make demo` uses it for its screenshot and the viewer tests for theirs.
+
+Positions are patient coordinates (LPS, mm) like everything else in renalnode; cornerstone3D, which
+OHIF draws with, maps them to screen pixels (`viewport.worldToCanvas`), so a test can look at the
+pixel where the ground truth says a structure is.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import time
+
+from PIL import Image
+
+WINDOW = (1280, 900)
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-swiftshader",
+                  "--use-angle=swiftshader", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--force-device-scale-factor=1",
+                  f"--window-size={WINDOW[0]},{WINDOW[1]}")
+
+# The slice whose plane is nearest the point, by distance along the slice normal.
+_NEAREST_SLICE = """
+const [point] = arguments;
+const viewport = window.cornerstone.getEnabledElements()[0].viewport;
+let best = 0, bestDistance = Infinity;
+viewport.getImageIds().forEach((imageId, index) => {
+  const plane = window.cornerstone.metaData.get('imagePlaneModule', imageId);
+  const [r, c] = [plane.rowCosines, plane.columnCosines];
+  const normal = [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]];
+  const distance = Math.abs(normal.reduce((sum, n, i) => sum + n * (point[i] - plane.imagePositionPatient[i]), 0));
+  if (distance < bestDistance) { best = index; bestDistance = distance; }
+});
+return best;
+"""
+_GO_TO_SLICE = """
+const [index] = arguments;
+const viewport = window.cornerstone.getEnabledElements()[0].viewport;
+return window.cornerstone.utilities.jumpToSlice(viewport.element, {imageIndex: index})
+  .then(() => viewport.getCurrentImageIdIndex());
+"""
+_ON_PAGE = """
+const [point] = arguments;
+const viewport = window.cornerstone.getEnabledElements()[0].viewport;
+const [x, y] = viewport.worldToCanvas(point);
+const box = viewport.canvas.getBoundingClientRect();
+return [box.left + x, box.top + y];
+"""
+_SEGMENTS = """
+const service = window.services.segmentationService;
+return service.getSegmentations().map(s => ({
+  label: s.label,
+  segments: Object.values(s.segments).filter(Boolean).map(x => ({
+    index: x.segmentIndex, label: x.label,
+    color: Array.from(service.getSegmentColor(
+      window.cornerstone.getEnabledElements()[0].viewport.id, s.segmentationId, x.segmentIndex)).slice(0, 3)}))}));
+"""
+
+
+class ViewerError(RuntimeError):
+    pass
+
+
+def chromium():
+    """A headless Chromium driven by Selenium: the system browser and driver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if browser is None or driver is None:
+        raise ViewerError("Chromium is not installed (Debian packages chromium and chromium-driver; make setup)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.set_page_load_timeout(120)
+    return chrome
+
+
+class OhifStudy:
+    """One study open in OHIF's viewer route."""
+
+    def __init__(self, driver, viewer_url: str, study_uid: str, timeout: float = 180):
+        self.driver, self.timeout = driver, timeout
+        driver.get(f"{viewer_url.rstrip('/')}/viewer?StudyInstanceUIDs={study_uid}")
+        self._wait(lambda: driver.execute_script(
+            "const e = window.cornerstone && window.cornerstone.getEnabledElements();"
+            "return !!(e && e.length && e[0].viewport.getCurrentImageId && e[0].viewport.getCurrentImageId())"),
+            "the first image")
+        self._dismiss("Skip all")           # OHIF's onboarding tour
+        self._dismiss("Confirm and hide")   # its investigational-use notice
+
+    def _wait(self, condition, what: str):
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.5)
+        raise ViewerError(f"OHIF did not show {what} within {self.timeout:.0f} s")
+
+    def _buttons(self, text: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
+
+    def _dismiss(self, text: str) -> None:
+        for button in self._buttons(text):
+            if button.is_displayed():
+                button.click()
+
+    def series(self) -> list[dict]:
+        """What the study browser lists: modality and description of each series."""
+        return self.driver.execute_script(
+            "return window.services.displaySetService.getActiveDisplaySets()"
+            ".map(d => ({modality: d.Modality, description: d.SeriesDescription}))")
+
+    def load_seg(self) -> list[dict]:
+        """Double-click the SEG in the study browser and answer "Yes": the radiologist's way. Returns
+        the segmentations OHIF then holds, each with its segments' labels and colours."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+
+        thumbnails = [t for t in self.driver.find_elements(By.CSS_SELECTOR, "[data-cy^=study-browser-thumbnail]")
+                      if t.text.startswith("SEG")]
+        if not thumbnails:
+            raise ViewerError("the study browser lists no SEG")
+        ActionChains(self.driver).double_click(thumbnails[0]).perform()
+        self._wait(lambda: [b for b in self._buttons("Yes") if b.is_displayed()],
+                   'the "open this Segmentation?" prompt')
+        self._dismiss("Yes")
+        return self._wait(lambda: [s for s in self.driver.execute_script(_SEGMENTS) if s["segments"]],
+                          "the segmentation")
+
+    def show(self, point_lps: tuple[float, float, float]) -> tuple[float, float]:
+        """Go to the slice through the point; where the point is on the page (CSS pixels)."""
+        index = self.driver.execute_script(_NEAREST_SLICE, list(point_lps))
+        if self.driver.execute_script(_GO_TO_SLICE, index) != index:   # Selenium awaits the returned promise
+            raise ViewerError(f"OHIF did not go to slice {index + 1}")
+        time.sleep(2)   # the segmentation layer is drawn after the image
+        return tuple(self.driver.execute_script(_ON_PAGE, list(point_lps)))
+
+    def screenshot(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.driver.get_screenshot_as_png())).convert("RGB")
