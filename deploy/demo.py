@@ -33,20 +33,22 @@ def results_arrived(orthanc: LocalOrthanc) -> dict[str, list[dict]] | None:
 
 def screenshot_in_ohif(viewer: LocalViewer, case: Path, out: Path) -> str:
     """The study in OHIF with its SEG, at the slice through the phantom's largest lesion."""
+    from selenium.common.exceptions import WebDriverException
+
     from deploy.viewer.browser import OhifStudy, ViewerError, chromium
 
     truth = json.loads((case / "truth.json").read_text())
     target = max(truth["lesions"] or truth["kidneys"], key=lambda found: found["volume_ml"])
     try:
         driver = chromium()
-    except ViewerError as exc:
+    except (ViewerError, WebDriverException) as exc:
         return f"no screenshot: {exc}"
     try:
         study = OhifStudy(driver, viewer.url, truth["study_instance_uid"])
         study.load_seg()
         study.show(tuple(target["centroid_mm"]))
         study.screenshot().save(out)
-    except ViewerError as exc:
+    except (ViewerError, WebDriverException) as exc:   # the results are in Orthanc all the same
         return f"no screenshot: {exc}"
     finally:
         driver.quit()
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print("    demo model: trained on synthetic phantoms only, not for clinical use")
         viewer.start()
         study_uid = json.loads((case / "truth.json").read_text())["study_instance_uid"]
-        print(f"    OHIF: {viewer.study_url(study_uid)}  (double-click the SEG, answer Yes)", flush=True)
+        print(f"    OHIF: {viewer.study_url(study_uid)}  (double-click the SEG, answer Yes"
+              f"{'' if args.keep_running else '; up only with DEMO_ARGS=--keep-running'})", flush=True)
         print(f"    {screenshot_in_ohif(viewer, case, args.out / 'ohif-seg.png')}", flush=True)
         if args.keep_running:
             print("Orthanc, the node and the viewer keep running; Ctrl-C stops them.", flush=True)

@@ -108,6 +108,15 @@ def test_webhook_receives_the_quarantined_series(morning):
     assert body["dashboard"] == f"{morning['url']}/jobs/{held['id']}"
 
 
+def flash(browser) -> str:
+    """The success message of the page a button led to (the click returns before that page is there)."""
+    from selenium.webdriver.common.by import By
+
+    (message,) = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".flash.ok"), 60, 0.2,
+                            what="the success message")
+    return message.text
+
+
 def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning, browser):
     from selenium.webdriver.common.by import By
 
@@ -117,11 +126,13 @@ def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning,
     browser.find_element(By.ID, "username").send_keys(USER)
     browser.find_element(By.ID, "password").send_keys("wrong")
     browser.find_element(By.ID, "login").click()
-    assert "Wrong user name or password" in browser.page_source
+    wait_until(lambda: "Wrong user name or password" in browser.page_source, 30, 0.2,
+               what="the failed login's message")   # answered after a deliberate delay
     browser.find_element(By.ID, "username").send_keys(USER)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()
-    assert browser.current_url == f"{url}/jobs/{done['id']}"      # back where it was going
+    wait_until(lambda: browser.current_url == f"{url}/jobs/{done['id']}", 30, 0.2,
+               what="the job page after login")                  # back where it was going
 
     assert browser.find_element(By.ID, "job-state").text == DISPATCHED
     findings = browser.find_elements(By.CSS_SELECTOR, "#findings tr")[1:]
@@ -141,7 +152,7 @@ def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning,
 
     browser.get(f"{url}/destinations")
     browser.find_element(By.CSS_SELECTOR, "button.echo[data-destination='pacs']").click()
-    assert "C-ECHO ORTHANC" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    assert "C-ECHO ORTHANC" in flash(browser)
     pacs_row = browser.find_element(By.XPATH, "//table[@id='destinations']//tr[td[1]='pacs']")
     last_success, last_failure = [cell.text for cell in pacs_row.find_elements(By.TAG_NAME, "td")[3:5]]
     assert last_success.startswith("20") and last_failure == "-"
@@ -155,7 +166,7 @@ def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning,
     assert held["series_uid"] in quarantine and "no routing rule matches" in quarantine
     (morning["folder"] / "routing.yaml").write_text(rules(CT_ROOM, OTHER_ROOM))   # IT fixes the rule ...
     browser.find_element(By.CSS_SELECTOR, f"button.retry[data-job='{held['id']}']").click()   # ... and retries
-    assert "will be routed and processed again" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    assert "will be routed and processed again" in flash(browser)
     assert "Nothing quarantined" in browser.find_element(By.ID, "quarantine").text
 
     redone = wait_until(lambda: next((j for j in journal.recent_jobs() if j["series_uid"] == held["series_uid"]

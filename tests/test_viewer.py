@@ -8,6 +8,9 @@ prone acquisitions are checked the same way.
 """
 from __future__ import annotations
 
+import http.client
+import json
+
 import numpy as np
 import pytest
 from dicomweb_client.api import DICOMwebClient
@@ -20,10 +23,12 @@ from deploy.viewer.browser import OhifStudy
 from deploy.viewer.fetch import OHIF_DIST
 from operators.seg_writer import COLOURS
 from renalnode import labels
+from renalnode.measurements import voxel_centres_mm
 
 POSITIONS = ("HFS", "FFS", "HFP")
 KIND = {labels.KIDNEY: "kidney", labels.SOLID_MASS: "solid_mass", labels.CYST: "cyst"}
 SCANNER_AET = "SCANNER"
+RESULTS = ("SEG", "SR", "DOC")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,8 @@ def viewer(tmp_path_factory, phantom_cases):
         site.start()
         for position in POSITIONS:
             assert pacs.store(phantom_cases(position) / "dicom", SCANNER_AET).returncode == 0
-        wait_until(lambda: len(pacs.series_by_modality().get("SEG", [])) == len(POSITIONS), 900, 2,
-                   what="a SEG for every study in Orthanc")
+        wait_until(lambda: all(len(pacs.series_by_modality().get(m, [])) >= len(POSITIONS) for m in RESULTS), 900, 2,
+                   what="SEG, SR and PDF of every study in Orthanc")
         yield site
     finally:
         site.stop()
@@ -59,8 +64,11 @@ def deepest_voxel(mask: np.ndarray) -> tuple[tuple[int, int, int], float]:
 
 
 def overlay_colour(picture, xy: tuple[float, float]) -> np.ndarray:
+    """The mean colour of the 5 x 5 pixels around a point (OhifStudy.show checks it is in the image)."""
     x, y = int(round(xy[0])), int(round(xy[1]))
-    return np.asarray(picture, dtype=float)[y - 2:y + 3, x - 2:x + 3].reshape(-1, 3).mean(axis=0)
+    patch = np.asarray(picture, dtype=float)[y - 2:y + 3, x - 2:x + 3].reshape(-1, 3)
+    assert len(patch) == 25, f"{xy} is not inside the screenshot"
+    return patch.mean(axis=0)
 
 
 def tinted(rgb: np.ndarray, kind: str) -> bool:
@@ -100,10 +108,10 @@ def test_seg_overlay_lies_where_the_truth_is(viewer, browser, phantom_cases, pos
     assert not (predicted[around] == lesion_class).any(), "the node found the same lesion class at the mirror image"
 
     def lps(index):
-        return volume.image.TransformIndexToPhysicalPoint(tuple(int(i) for i in reversed(index)))
+        return tuple(voxel_centres_mm(np.array([index]), volume.image)[0])
 
     study = OhifStudy(browser, viewer.url, study_uid)
-    series = {s["modality"]: s["description"] for s in study.series()}
+    series = study.series(*RESULTS)
     assert "report (PDF)" in series["DOC"] and "measurements" in series["SR"] and "segmentation" in series["SEG"]
     (segmentation,) = study.load_seg()                                  # one segmentation ...
     segments = {s["label"]: s["color"] for s in segmentation["segments"]}
@@ -123,3 +131,25 @@ def test_seg_overlay_lies_where_the_truth_is(viewer, browser, phantom_cases, pos
             where = study.show(lps(mirrored))
             elsewhere = overlay_colour(study.screenshot(), where)
             assert not tinted(elsewhere, kind), f"{position}: {kind} colour {elsewhere} at the lesion's mirror image"
+
+
+def test_viewer_server_serves_ohif_and_only_dicomweb(viewer):
+    """One origin: OHIF's routes fall back to its page, .wasm has its type, pages are cross-origin
+    isolated, and the proxy reaches Orthanc's DICOMweb and nothing else of its REST API."""
+    def get(path: str) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", viewer.port, timeout=60)
+        connection.request("GET", path)   # sent as written: no client-side ".." clean-up
+        return connection.getresponse()
+
+    page = get("/viewer?StudyInstanceUIDs=1.2.3")
+    assert page.status == 200 and b"<title>" in page.read()
+    assert page.getheader("Cross-Origin-Opener-Policy") == "same-origin"
+    assert page.getheader("Cross-Origin-Embedder-Policy") == "require-corp"
+    wasm = next(OHIF_DIST.glob("*.wasm")).name
+    assert get(f"/{wasm}").getheader("Content-Type") == "application/wasm"
+    assert get("/missing.bundle.js").status == 404
+    studies = get("/dicom-web/studies")
+    assert studies.status == 200 and len(json.loads(studies.read())) == len(POSITIONS)
+    for outside in ("/dicom-web/../patients", "/dicom-web/%2e%2e/system", "/dicom-web/servers",
+                    "/dicom-web/studies/../../instances"):
+        assert get(outside).status == 404, outside

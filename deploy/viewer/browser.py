@@ -46,16 +46,18 @@ const [point] = arguments;
 const viewport = window.cornerstone.getEnabledElements()[0].viewport;
 const [x, y] = viewport.worldToCanvas(point);
 const box = viewport.canvas.getBoundingClientRect();
-return [box.left + x, box.top + y];
+return [box.left + x, box.top + y, box.left, box.top, box.right, box.bottom];
 """
 _SEGMENTS = """
 const service = window.services.segmentationService;
+const viewportId = window.cornerstone.getEnabledElements()[0].viewport.id;
+// A segment has no colour until the segmentation is attached to the viewport: report none yet.
 return service.getSegmentations().map(s => ({
   label: s.label,
   segments: Object.values(s.segments).filter(Boolean).map(x => ({
     index: x.segmentIndex, label: x.label,
-    color: Array.from(service.getSegmentColor(
-      window.cornerstone.getEnabledElements()[0].viewport.id, s.segmentationId, x.segmentIndex)).slice(0, 3)}))}));
+    color: service.getSegmentColor(viewportId, s.segmentationId, x.segmentIndex)}))
+    .filter(x => x.color).map(x => ({...x, color: Array.from(x.color).slice(0, 3)}))}));
 """
 
 
@@ -112,11 +114,15 @@ class OhifStudy:
             if button.is_displayed():
                 button.click()
 
-    def series(self) -> list[dict]:
-        """What the study browser lists: modality and description of each series."""
-        return self.driver.execute_script(
-            "return window.services.displaySetService.getActiveDisplaySets()"
-            ".map(d => ({modality: d.Modality, description: d.SeriesDescription}))")
+    def series(self, *modalities: str) -> dict[str, str]:
+        """Modality -> description of the series OHIF lists, once it lists all of `modalities` (the
+        study's series arrive one by one)."""
+        def listed():
+            found = {d["modality"]: d["description"] for d in self.driver.execute_script(
+                "return window.services.displaySetService.getActiveDisplaySets()"
+                ".map(d => ({modality: d.Modality, description: d.SeriesDescription}))")}
+            return found if set(modalities) <= set(found) else None
+        return self._wait(listed, f"series of {', '.join(modalities)}")
 
     def load_seg(self) -> list[dict]:
         """Double-click the SEG in the study browser and answer "Yes": the radiologist's way. Returns
@@ -124,10 +130,9 @@ class OhifStudy:
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.by import By
 
-        thumbnails = [t for t in self.driver.find_elements(By.CSS_SELECTOR, "[data-cy^=study-browser-thumbnail]")
-                      if t.text.startswith("SEG")]
-        if not thumbnails:
-            raise ViewerError("the study browser lists no SEG")
+        thumbnails = self._wait(lambda: [
+            t for t in self.driver.find_elements(By.CSS_SELECTOR, "[data-cy^=study-browser-thumbnail]")
+            if t.text.startswith("SEG")], "the SEG in the study browser")
         ActionChains(self.driver).double_click(thumbnails[0]).perform()
         self._wait(lambda: [b for b in self._buttons("Yes") if b.is_displayed()],
                    'the "open this Segmentation?" prompt')
@@ -136,12 +141,28 @@ class OhifStudy:
                           "the segmentation")
 
     def show(self, point_lps: tuple[float, float, float]) -> tuple[float, float]:
-        """Go to the slice through the point; where the point is on the page (CSS pixels)."""
+        """Go to the slice through the point and let it be drawn; where the point is on the page (CSS
+        pixels, inside the image's canvas)."""
         index = self.driver.execute_script(_NEAREST_SLICE, list(point_lps))
         if self.driver.execute_script(_GO_TO_SLICE, index) != index:   # Selenium awaits the returned promise
             raise ViewerError(f"OHIF did not go to slice {index + 1}")
-        time.sleep(2)   # the segmentation layer is drawn after the image
-        return tuple(self.driver.execute_script(_ON_PAGE, list(point_lps)))
+        x, y, left, top, right, bottom = self.driver.execute_script(_ON_PAGE, list(point_lps))
+        if not (left + 2 <= x <= right - 3 and top + 2 <= y <= bottom - 3):
+            raise ViewerError(f"the point {point_lps} is not in the image on the screen")
+        self._settled((left, top, right, bottom))
+        return x, y
+
+    def _settled(self, box: tuple[float, float, float, float]) -> None:
+        """Wait until the image on the screen is the same in two screenshots half a second apart: the
+        image and then the segmentation layer are drawn asynchronously, later still on SwiftShader."""
+        last = None
+        for _ in range(60):
+            time.sleep(0.5)
+            shot = self.screenshot().crop(tuple(int(v) for v in box)).tobytes()
+            if shot == last:
+                return
+            last = shot
+        raise ViewerError("the image on the screen kept changing for 30 s")
 
     def screenshot(self) -> Image.Image:
         return Image.open(io.BytesIO(self.driver.get_screenshot_as_png())).convert("RGB")

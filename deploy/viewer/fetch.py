@@ -1,7 +1,8 @@
 """Fetches the pinned OHIF viewer build (the npm package @ohif/app, whose `dist/` is the prebuilt
 static site) at set-up, checks it against the integrity hash npm publishes for that version, and
-unpacks `dist/` to build/viewer/ohif-VERSION. Nothing is fetched at run time; an unpacked build is
-left alone, so `make setup` needs no network the second time.
+unpacks `dist/` to build/viewer/ohif-VERSION with a `.integrity` file naming the package it came from.
+Nothing is fetched at run time; a build unpacked from the pinned package is left alone, so `make
+setup` needs no network the second time.
 
     python -m deploy.viewer.fetch [--registry URL] [--out DIR]
 """
@@ -30,6 +31,9 @@ def integrity(data: bytes) -> str:
     return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
 
 
+MARKER = ".integrity"
+
+
 def unpack_dist(tarball: bytes, out: Path) -> Path:
     """`package/dist/` of an npm tarball to `out`, all or nothing (a half-written viewer never serves)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -38,13 +42,14 @@ def unpack_dist(tarball: bytes, out: Path) -> Path:
         tar.extractall(scratch, members=members, filter="data")  # "data": no links out, no absolute paths
         if not (Path(scratch) / "package" / "dist" / "index.html").is_file():
             raise ValueError("the package holds no dist/index.html: not an OHIF build")
+        (Path(scratch) / "package" / "dist" / MARKER).write_text(integrity(tarball))
         shutil.rmtree(out, ignore_errors=True)
         (Path(scratch) / "package" / "dist").rename(out)
     return out
 
 
 def fetch(registry: str = DEFAULT_REGISTRY, out: Path = OHIF_DIST) -> Path:
-    if (out / "index.html").is_file():
+    if (out / MARKER).is_file() and (out / MARKER).read_text() == OHIF_INTEGRITY:
         return out
     url = f"{registry.rstrip('/')}/@ohif/app/-/app-{OHIF_VERSION}.tgz"
     print(f"fetching OHIF {OHIF_VERSION} from {url}", flush=True)

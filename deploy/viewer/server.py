@@ -18,12 +18,12 @@ import argparse
 import contextlib
 import mimetypes
 import os
+import re
 import sys
 from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -37,6 +37,9 @@ ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder
 FORWARDED = ("accept", "accept-encoding", "range", "if-none-match", "if-modified-since", "host")
 RETURNED = ("content-type", "content-length", "content-encoding", "etag", "last-modified", "cache-control",
             "content-range", "accept-ranges")
+# What OHIF reads: QIDO-RS and WADO-RS under studies/series/instances. Nothing else of Orthanc's REST
+# API (patients, /instances/{id}/file, servers, ...) is reachable through the viewer.
+DICOMWEB_PATH = re.compile(r"(studies|series|instances)(/[0-9A-Za-z.,\-]+)*")
 mimetypes.add_type("application/wasm", ".wasm")
 
 
@@ -47,13 +50,30 @@ def create_app(ohif: Path, orthanc_url: str, auth: tuple[str, str] | None = None
     client = httpx.AsyncClient(base_url=orthanc_url.rstrip("/"), auth=auth, timeout=httpx.Timeout(60, read=600))
 
     async def dicomweb(request: Request) -> Response:
+        path = request.path_params["path"]
+        # Segments of UIDs, digits and keywords only: no "..", no "%2e%2e", nothing httpx would normalise
+        # into another part of Orthanc.
+        if not DICOMWEB_PATH.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
+            return Response("not a DICOMweb path", status_code=404)
         # Only the encodings the browser asked for (httpx would otherwise ask for gzip on its behalf).
         headers = {"accept-encoding": "identity", **{k: v for k, v in request.headers.items() if k in FORWARDED}}
-        upstream = await client.send(client.build_request("GET", f"/dicom-web/{request.path_params['path']}",
-                                                          params=request.query_params, headers=headers), stream=True)
-        return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                 headers={k: v for k, v in upstream.headers.items() if k in RETURNED},
-                                 background=BackgroundTask(upstream.aclose))
+        url = httpx.URL(f"/dicom-web/{path}", query=request.scope["query_string"])  # repeated keys kept as sent
+        try:
+            upstream = await client.send(client.build_request(request.method, url, headers=headers), stream=True)
+        except httpx.TimeoutException:
+            return Response("Orthanc did not answer in time", status_code=504)
+        except httpx.HTTPError as exc:
+            return Response(f"Orthanc is not reachable ({type(exc).__name__})", status_code=502)
+
+        async def body():
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:   # also when the browser goes away mid-transfer: the connection returns to the pool
+                await upstream.aclose()
+
+        return StreamingResponse(body(), status_code=upstream.status_code,
+                                 headers={k: v for k, v in upstream.headers.items() if k in RETURNED})
 
     async def app_config(request: Request) -> Response:
         return FileResponse(CONFIG, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
