@@ -79,11 +79,17 @@ def create_app(node) -> Starlette:
             return await handler(request)
         return guarded
 
-    async def posted_form(request: Request) -> dict | None:
-        """The form of a POST from one of our pages (its token matches the session's), or None."""
-        form = await request.form()
-        token = request.session.get("csrf", "")
-        return dict(form) if token and hmac.compare_digest(str(form.get("csrf", "")), token) else None
+    def button(handler):
+        """A POST from one of our pages by a logged-in user (its token matches the session's); the
+        handler gets the form."""
+        @login_required
+        async def checked(request: Request) -> Response:
+            form = await request.form()
+            token = request.session.get("csrf", "")
+            if not (token and hmac.compare_digest(str(form.get("csrf", "")), token)):
+                return Response("form expired: reload the page", status_code=403)
+            return await handler(request, dict(form))
+        return checked
 
     def back(request: Request, to: str, message: str, ok: bool = True) -> Response:
         request.session["flash"] = {"ok": ok, "text": message}
@@ -149,11 +155,8 @@ def create_app(node) -> Starlette:
             return Response("no such key image", status_code=404)
         return FileResponse(path, media_type="image/png")
 
-    @login_required
-    async def retry(request: Request) -> Response:
-        form = await posted_form(request)
-        if form is None:
-            return Response("form expired: reload the page", status_code=403)
+    @button
+    async def retry(request: Request, form: dict) -> Response:
         job_id = request.path_params["job_id"]
         try:
             await run_in_threadpool(journal.retry, job_id, f"dashboard user {user(request)}")
@@ -173,11 +176,8 @@ def create_app(node) -> Starlette:
         return page(request, "destinations.html", destinations=config.destinations, status=status,
                     notifications=notes, webhook=config.notifications is not None)
 
-    @login_required
-    async def echo(request: Request) -> Response:
-        form = await posted_form(request)
-        if form is None:
-            return Response("form expired: reload the page", status_code=403)
+    @button
+    async def echo(request: Request, form: dict) -> Response:
         name = request.path_params["name"]
         if name not in config.destinations:
             return back(request, "/destinations", f"no destination {name}", ok=False)
