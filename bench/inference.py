@@ -28,13 +28,12 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
-import operators.nnunet_ensemble as ensemble  # noqa: E402
 from app.app import DEFAULT_MODEL, AppSettings, run_study  # noqa: E402
 from operators.ct_volume import series_to_volume  # noqa: E402
 from operators.study_loader import read_study  # noqa: E402
 from renalnode.ensemble import EnsemblePredictor  # noqa: E402
 from renalnode.model_package import find_model_package, load_model_package  # noqa: E402
-from training.dataset_import.writer import CANONICAL_ORIENTATION  # noqa: E402
+from renalnode.orientation import canonical  # noqa: E402
 from training.workspace import TRAINERS_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +55,7 @@ def plain_nnunet(ct: sitk.Image, package_dir: Path, folds: list[int], mirroring:
                  work: Path) -> tuple[np.ndarray, float]:
     """nnUNetv2_predict_from_modelfolder on the canonical volume, as a separate process."""
     (work / "in").mkdir()
-    sitk.WriteImage(sitk.DICOMOrient(ct, CANONICAL_ORIENTATION), str(work / "in" / "case_0000.nii.gz"))
+    sitk.WriteImage(canonical(ct), str(work / "in" / "case_0000.nii.gz"))
     command = [str(Path(sys.executable).parent / "nnUNetv2_predict_from_modelfolder"), "-i", str(work / "in"),
                "-o", str(work / "out"), "-m", str(package_dir / "nnunet"), "-f", *map(str, folds),
                "-step_size", "0.5", "-device", device, "-npp", "1", "-nps", "1"]
@@ -95,12 +94,12 @@ def main() -> int:
         # Ensemble operator: its own predictor (not the app's cache), first study then a warm one.
         predictor, load_seconds = timed(EnsemblePredictor, package.nnunet_dir, folds, 0.5, mirroring,
                                         torch.device(args.device))
-        _, first_seconds = timed(ensemble.segment_ct, ct, predictor)
-        ours, warm_seconds = timed(ensemble.segment_ct, ct, predictor)
+        _, first_seconds = timed(predictor.segment_image, ct)
+        ours, warm_seconds = timed(predictor.segment_image, ct)
         plain, plain_seconds = plain_nnunet(ct, package.path, folds, mirroring, args.device, tmp)
 
-        canonical = sitk.GetArrayFromImage(sitk.DICOMOrient(_on_grid(ours, ct), CANONICAL_ORIENTATION))
-        agreement = float((canonical == plain).mean())
+        in_lps = sitk.GetArrayFromImage(canonical(_on_grid(ours, ct)))
+        agreement = float((in_lps == plain).mean())
         print(f"plain nnUNetv2_predict (new process, load + predict + files): {plain_seconds:8.2f} s")
         print(f"ensemble operator, first study (load {load_seconds:.2f} s + predict {first_seconds:.2f} s): "
               f"{load_seconds + first_seconds:8.2f} s")

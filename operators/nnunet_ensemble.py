@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from holoscan.core import OperatorSpec
 
 from operators.ct_volume import CTVolume
 from operators.recording import RecordingOperator
 from renalnode.ensemble import EnsemblePredictor
 from renalnode.model_package import ModelPackage, load_model_package
-from training.dataset_import.writer import CANONICAL_ORIENTATION
 
 _CACHE: dict[tuple, tuple[ModelPackage, EnsemblePredictor]] = {}
 _LOCK = threading.Lock()
@@ -37,20 +35,6 @@ def cached_predictor(package_dir: Path, tile_step_size: float = 0.5, use_mirrori
             _CACHE[key] = package, EnsemblePredictor(package.nnunet_dir, package.folds, tile_step_size, use_mirroring)
             LOAD_COUNT += 1
         return _CACHE[key]
-
-
-def segment_ct(ct: sitk.Image, predictor: EnsemblePredictor) -> np.ndarray:
-    """Label map (uint8, numpy order k, j, i) of `ct` on its own grid."""
-    canonical = sitk.DICOMOrient(ct, CANONICAL_ORIENTATION)
-    labels = predictor.segment(sitk.GetArrayViewFromImage(canonical), canonical.GetSpacing()[::-1])
-    label_image = sitk.GetImageFromArray(labels)
-    label_image.CopyInformation(canonical)
-    # Back to the CT's orientation: DICOMOrient only permutes and flips axes, so this is exact.
-    back = sitk.DICOMOrient(label_image, sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
-        ct.GetDirection()))
-    if back.GetSize() != ct.GetSize() or not np.allclose(back.GetOrigin(), ct.GetOrigin(), atol=1e-3):
-        raise RuntimeError("labels did not return to the CT grid")
-    return sitk.GetArrayFromImage(back)
 
 
 @dataclass
@@ -83,5 +67,5 @@ class NnunetEnsembleOperator(RecordingOperator):
                              "device": str(predictor.device), "loaded_now": LOAD_COUNT > loads_before,
                              "tile_step_size": self.tile_step_size, "mirroring": self.use_mirroring}
         with self.record.stage("inference"):
-            label = segment_ct(volume.image, predictor)
+            label = predictor.segment_image(volume.image)
         op_output.emit(SegmentedVolume(volume, label, package), "segmented")

@@ -1,6 +1,9 @@
 """From the ensemble's label map to findings: each kidney with its side, each lesion as an instance
 with its side, class and measurements.
 
+First the model package's own post-processing rules run (those its cross-validation kept, see
+renalnode/postprocessing_rules.py; none for a package that names none).
+
 Sides come from patient coordinates, never from array indices: the body's midline is the mean
 patient x of the body (voxels above -300 HU in the largest connected region), and a voxel on the
 patient's right of it (lower x, LPS) is on the right. A lesion takes the side of its centroid.
@@ -25,11 +28,11 @@ from operators.recording import RecordingOperator
 from renalnode import labels
 from renalnode.model_package import ModelPackage
 from renalnode.measurements import ObjectMeasurement, measure, voxel_centres_mm
+from renalnode.postprocessing_rules import (CONNECTIVITY, PostprocessingRules, apply_rules, body_midline_x,
+                                            components, drop_small_lesions)
 
 MIN_LESION_ML = 0.05
 MIN_KIDNEY_FRAGMENT_ML = 1.0
-BODY_HU = -300.0
-CONNECTIVITY = np.ones((3, 3, 3), bool)
 KIND_OF_LABEL = {labels.KIDNEY: "kidney", labels.SOLID_MASS: "solid_mass", labels.CYST: "cyst"}
 
 
@@ -64,45 +67,13 @@ def segment_map(findings: Sequence[Finding], shape: tuple[int, ...]) -> np.ndarr
     return numbers
 
 
-def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
-    """26-connected components: the label array and, per component, (index, voxels, bounding box
-    grown by one voxel). Work on a component stays inside its box, so a 512 x 512 x 600 CT with many
-    specks costs no more than a few full-volume passes."""
-    components, count = ndimage.label(mask, CONNECTIVITY)
-    sizes = np.bincount(components.ravel(), minlength=count + 1)
-    parts = []
-    for index, box in enumerate(ndimage.find_objects(components), start=1):
-        grown = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, mask.shape))
-        parts.append((index, int(sizes[index]), grown))
-    return components, parts
-
-
-def body_midline_x(ct: sitk.Image, hu: np.ndarray) -> float:
-    """Patient x (mm) of the body's midline: the mean x of the largest region above BODY_HU."""
-    components, parts = _components(hu > BODY_HU)
-    if not parts:
-        raise ValueError("no body in the image")
-    largest = max(parts, key=lambda part: part[1])[0]
-    # Patient coordinates are affine in the voxel indices, so the mean x is the x of the mean index.
-    centre = np.array([ndimage.center_of_mass(components == largest)])
-    return float(voxel_centres_mm(centre, ct)[0, 0])
-
-
 def _remove_tiny(label: np.ndarray, voxel_ml: float) -> np.ndarray:
-    label = label.copy()
-    kidney = label == labels.KIDNEY
-    for value in labels.LESION_LABELS:
-        components, parts = _components(label == value)
-        for index, size, box in parts:
-            if size * voxel_ml < MIN_LESION_ML:
-                part = components[box] == index
-                touches = (ndimage.binary_dilation(part, CONNECTIVITY) & kidney[box]).any()
-                label[box][part] = labels.KIDNEY if touches else labels.BACKGROUND
+    label = drop_small_lesions(label, voxel_ml, {value: MIN_LESION_ML for value in labels.LESION_LABELS})
     lesion = np.isin(label, labels.LESION_LABELS)
-    components, parts = _components(label == labels.KIDNEY)
+    found, parts = components(label == labels.KIDNEY)
     for index, size, box in parts:
         if size * voxel_ml < MIN_KIDNEY_FRAGMENT_ML:
-            part = components[box] == index
+            part = found[box] == index
             if not (ndimage.binary_dilation(part, CONNECTIVITY) & lesion[box]).any():
                 label[box][part] = labels.BACKGROUND
     return label
@@ -112,14 +83,16 @@ def _finding(kind: str, side: str, mask: np.ndarray, ct: sitk.Image, hu: np.ndar
     return Finding(kind, side, 1, mask, measure(mask, ct), float(hu[mask].mean()))
 
 
-def find_findings(label: np.ndarray, ct: sitk.Image) -> tuple[np.ndarray, list[Finding]]:
-    """The cleaned label map and its findings (kidneys first, then lesions by class)."""
+def find_findings(label: np.ndarray, ct: sitk.Image, rules: PostprocessingRules = PostprocessingRules(),
+                  ) -> tuple[np.ndarray, list[Finding]]:
+    """The cleaned label map and its findings (kidneys first, then lesions by class), after the
+    model's post-processing `rules`."""
     hu = sitk.GetArrayViewFromImage(ct)
     if label.shape != hu.shape:
         raise ValueError(f"label map {label.shape} is not on the CT grid {hu.shape}")
     voxel_ml = float(np.prod(ct.GetSpacing())) / 1000.0
-    label = _remove_tiny(label, voxel_ml)
     midline = body_midline_x(ct, hu)
+    label = _remove_tiny(apply_rules(label, ct, hu, rules, midline), voxel_ml)
     kidney_voxels = np.argwhere(label == labels.KIDNEY)
     on_right = voxel_centres_mm(kidney_voxels, ct)[:, 0] < midline
     findings: list[Finding] = []
@@ -129,11 +102,11 @@ def find_findings(label: np.ndarray, ct: sitk.Image) -> tuple[np.ndarray, list[F
             mask[tuple(chosen.T)] = True
             findings.append(_finding("kidney", side, mask, ct, hu))
     for value in labels.LESION_LABELS:
-        components, parts = _components(label == value)
+        found, parts = components(label == value)
         lesions = []
         for index, _, box in parts:
             mask = np.zeros(label.shape, bool)
-            mask[box] = components[box] == index
+            mask[box] = found[box] == index
             lesion = _finding(KIND_OF_LABEL[value], "", mask, ct, hu)
             lesion.side = "right" if lesion.measurement.centroid_mm[0] < midline else "left"
             lesions.append(lesion)
@@ -163,6 +136,6 @@ class PostprocessingOperator(RecordingOperator):
     def compute(self, op_input, op_output, context):
         segmented = op_input.receive("segmented")
         with self.record.stage("postprocessing"):
-            label, findings = find_findings(segmented.label, segmented.volume.image)
+            label, findings = find_findings(segmented.label, segmented.volume.image, segmented.model.postprocessing)
         self.record.findings = [f.summary() for f in findings]
         op_output.emit(StudyFindings(segmented.volume, label, findings, segmented.model), "findings")

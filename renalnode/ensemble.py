@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
+from renalnode.orientation import back_to_grid, canonical
 from training.workspace import TRAINERS_DIR
 
 
@@ -75,3 +77,10 @@ class EnsemblePredictor:
         image = volume_zyx[None].astype(np.float32, copy=False)
         labels = self.predictor.predict_single_npy_array(image, {"spacing": list(spacing_zyx)}, None, None, False)
         return np.asarray(labels, dtype=np.uint8)
+
+    def segment_image(self, ct: sitk.Image) -> np.ndarray:
+        """Label map (uint8, numpy order k, j, i) of a CT in HU, on its own grid whatever its
+        orientation: reoriented to LPS for nnU-Net and put back afterwards."""
+        lps = canonical(ct)
+        labels = self.segment(sitk.GetArrayViewFromImage(lps), lps.GetSpacing()[::-1])
+        return back_to_grid(labels, lps, ct)

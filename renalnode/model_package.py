@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from renalnode.labels import LABEL_NAMES
+from renalnode.postprocessing_rules import PostprocessingRules
 
 CARD = "model.json"
 NNUNET_DIR = "nnunet"
@@ -40,6 +41,11 @@ class ModelPackage:
     @property
     def version(self) -> str:
         return self.card["version"]
+
+    @property
+    def postprocessing(self) -> PostprocessingRules:
+        """The rules the model's cross-validation kept (none for a package that names none)."""
+        return PostprocessingRules.from_dict(self.card.get("postprocessing"))
 
 
 def folds_with_checkpoint(model_dir: Path) -> list[int]:
@@ -74,6 +80,10 @@ def load_model_package(path: Path) -> ModelPackage:
     dataset_labels = json.loads((nnunet / "dataset.json").read_text()).get("labels", {})
     if {str(v): k for k, v in dataset_labels.items()} != EXPECTED_LABELS:
         raise ModelPackageError(f"{path}: dataset.json labels {dataset_labels} differ from the contract")
+    try:
+        PostprocessingRules.from_dict(card.get("postprocessing"))
+    except (TypeError, ValueError) as exc:
+        raise ModelPackageError(f"{card_path}: postprocessing: {exc}") from None
     on_disk = folds_with_checkpoint(nnunet)
     if not card["folds"] or on_disk != sorted(card["folds"]):
         raise ModelPackageError(f"{path}: the card lists folds {card['folds']}, the folder holds {on_disk}")

@@ -54,7 +54,7 @@ def test_end_to_end(phantom_cases, tmp_path, position):
     # clean-up) voxel for voxel on the CT's own slices.
     volume, truth = phantom_volume_and_label(case)
     _, predictor = ensemble.cached_predictor(DEMO, FAST.tile_step_size, FAST.use_mirroring)
-    raw = ensemble.segment_ct(volume.image, predictor)
+    raw = predictor.segment_image(volume.image)
     expected, findings = find_findings(raw, volume.image)
     assert (expected != raw).sum() < 0.01 * (raw > 0).sum()  # the clean-up only touches specks
     seg = hd.seg.segread(tmp_path / "seg.dcm")

@@ -55,7 +55,7 @@ def test_labels_return_to_the_ct_grid_in_every_position(phantom_cases):
     in_lps = {}
     for position in ("HFS", "FFS", "HFP"):
         ct = _ct(phantom_cases(position))
-        labels = ensemble.segment_ct(ct, predictor)
+        labels = predictor.segment_image(ct)
         assert labels.shape == sitk.GetArrayViewFromImage(ct).shape
         image = sitk.GetImageFromArray(labels)
         image.CopyInformation(ct)

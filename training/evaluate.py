@@ -1,9 +1,18 @@
-"""`renalnode train evaluate`: the paper's metrics per fold, for the whole cross-validation and for
-a held-out test split, as JSON and as a Markdown table shaped like the paper's Table II."""
+"""`renalnode train evaluate`: the paper's metrics and lesion-level figures for the cross-validation,
+the held-out test split and, optionally, a shifted test set, each with and without the
+post-processing rules that the cross-validation chose; as JSON and as Markdown tables shaped like
+the paper's Table II.
+
+The rules are chosen on the cross-validation predictions only (training/postprocessing_choice.py),
+then applied unchanged to the test split and the shifted set, so those stay held out. Predictions
+of the test and shifted cases are written beside the model (`predictions_test/`,
+`predictions_shifted/`) on each case's own grid, where they can be opened over the CT.
+"""
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,76 +20,179 @@ import SimpleITK as sitk
 
 from renalnode.ensemble import EnsemblePredictor
 from renalnode.model_package import folds_with_checkpoint
-from training.metrics import Evaluation, __doc__ as METRICS_DOC
+from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
+from training.dataset_import.sources import phantom_cases
+from training.metrics import AT_LEAST_1CM, SIZE_BINS, Evaluation, __doc__ as METRICS_DOC
+from training.postprocessing_choice import choose_rules
 from training.profiles import PROFILES
 from training.run import model_folder
 from training.workspace import Workspace
 
 ROWS = (("kidney", "Kidney"), ("solid_mass", "Solid renal masses"), ("cyst", "Renal cysts"))
+LESION_ROWS = (("solid_mass", "Solid renal masses"), ("cyst", "Renal cysts"), ("any_lesion", "Any lesion"))
+SPLITS = (("cross_validation", "Cross-validation (nnU-Net validation predictions of every fold)"),
+          ("test", "Held-out test split (ensemble of the folds, probabilities averaged)"),
+          ("shifted", "Shifted test set (acquisition outside the training ranges; ensemble of the folds)"))
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    case_id: str
+    image: Path
+    label: Path
+    prediction: Path
+
+
+@dataclass
+class CaseSet:
+    """Cases whose predictions are on disk, evaluated under any post-processing rules. Each case's
+    body midline is found once and reused for every set of rules."""
+    cases: list[CaseFiles]
+    midlines: dict[str, float] = field(default_factory=dict)
+
+    def evaluate(self, rules: PostprocessingRules) -> Evaluation:
+        evaluation = Evaluation()
+        for case in self.cases:
+            image = sitk.ReadImage(str(case.image))
+            hu = sitk.GetArrayViewFromImage(image)
+            if case.case_id not in self.midlines:
+                self.midlines[case.case_id] = body_midline_x(image, hu)
+            midline = self.midlines[case.case_id]
+            prediction = apply_rules(_read(case.prediction), image, hu, rules, midline)
+            evaluation.add_case(case.case_id, _read(case.label), prediction, image.GetSpacing()[::-1],
+                                right_of_midline(image, midline, hu.shape))
+        return evaluation
 
 
 def _read(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def evaluate_fold(folder: Path, fold: int, labels_dir: Path) -> Evaluation:
-    """Metrics of one fold from nnU-Net's own validation predictions (fold_N/validation)."""
-    evaluation = Evaluation()
+def cross_validation_cases(folder: Path, fold: int, raw: Path) -> list[CaseFiles]:
+    """One fold's validation cases with nnU-Net's own validation predictions (fold_N/validation)."""
     predictions = sorted((folder / f"fold_{fold}" / "validation").glob("*.nii.gz"))
     if not predictions:
         raise ValueError(f"fold {fold} has no validation predictions in {folder}; train it first")
-    for pred in predictions:
-        case_id = pred.name[: -len(".nii.gz")]
-        evaluation.add_case(case_id, _read(labels_dir / pred.name), _read(pred))
-    return evaluation
+    cases = []
+    for prediction in predictions:
+        case_id = prediction.name[: -len(".nii.gz")]
+        cases.append(CaseFiles(case_id, raw / "imagesTr" / f"{case_id}_0000.nii.gz", raw / "labelsTr" / prediction.name,
+                               prediction))
+    return cases
 
 
-def evaluate_test(folder: Path, folds: list[int], images_dir: Path, labels_dir: Path, mirroring: bool,
-                  log) -> Evaluation:
-    """Metrics of the fold ensemble on the held-out test cases."""
-    evaluation = Evaluation()
-    predictor = EnsemblePredictor(folder, folds, use_mirroring=mirroring)
-    for label_path in sorted(labels_dir.glob("*.nii.gz")):
-        case_id = label_path.name[: -len(".nii.gz")]
-        image = sitk.ReadImage(str(images_dir / f"{case_id}_0000.nii.gz"))
-        pred = predictor.segment(sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing()[::-1])
-        evaluation.add_case(case_id, _read(label_path), pred)
-        print(f"  test {case_id}: predicted", file=log, flush=True)
-    return evaluation
+def predict_cases(predictor: EnsemblePredictor, pairs: list[tuple[str, Path, Path]], out: Path, log) -> list[CaseFiles]:
+    """The ensemble's labels for (case id, image, label) triples, written to `out` on each image's grid."""
+    out.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for n, (case_id, image_path, label_path) in enumerate(pairs, start=1):
+        image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
+        prediction = sitk.GetImageFromArray(predictor.segment_image(image))
+        prediction.CopyInformation(image)
+        path = out / f"{case_id}.nii.gz"
+        sitk.WriteImage(prediction, str(path), useCompression=True)
+        cases.append(CaseFiles(case_id, image_path, label_path, path))
+        print(f"  [{n}/{len(pairs)}] {case_id}: predicted", file=log, flush=True)
+    return cases
+
+
+def shifted_description(folder: Path) -> dict:
+    """The acquisition of a shifted set made by `renalnode phantom`, from its truth.json files."""
+    pixel, slices, noise, positions = [], [], [], set()
+    for case in sorted(p for p in folder.iterdir() if (p / "truth.json").is_file()):
+        truth = json.loads((case / "truth.json").read_text())
+        pixel.append(truth["spacing_mm"][0])
+        slices.append(truth["spacing_mm"][2])
+        noise.append(truth.get("reconstruction", {}).get("noise_hu"))
+        positions.add(truth["patient_position"])
+    if not pixel:
+        return {"folder": str(folder)}
+    noise = [n for n in noise if n is not None]
+    return {"folder": str(folder), "pixel_mm": [min(pixel), max(pixel)], "slice_mm": [min(slices), max(slices)],
+            "noise_hu": [min(noise), max(noise)] if noise else None, "patient_positions": sorted(positions)}
 
 
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
+def _num(value, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _split_tables(summary: dict, raw: dict | None) -> list[str]:
+    lines = ["| Class type | Accuracy (%) | Precision (%) | Recall (%) | F1-score (%) | Dice (%) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, row in ROWS:
+        m = summary["per_class"][name]
+        lines.append(f"| {row} | {_pct(m['accuracy'])} | {_pct(m['precision'])} | {_pct(m['recall'])} | "
+                     f"{_pct(m['f1'])} | {_pct(m['dice'])} |")
+    a = summary["average"]
+    lines += [f"| Average | {_pct(a['accuracy'])} | {_pct(a['precision'])} | {_pct(a['recall'])} | "
+              f"{_pct(a['f1'])} | {_pct(a['dice'])} |", ""]
+    if raw:
+        lines += ["Without and with the post-processing rules:", "",
+                  "| Class type | F1 without (%) | F1 with (%) | Dice without (%) | Dice with (%) | "
+                  "FP per case without | FP per case with |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, row in ROWS:
+            before, after = raw["per_class"][name], summary["per_class"][name]
+            fp = ("", "") if name == "kidney" else tuple(
+                _num(s["lesion_detection"][name]["false_positives_per_case"], 2) for s in (raw, summary))
+            lines.append(f"| {row} | {_pct(before['f1'])} | {_pct(after['f1'])} | {_pct(before['dice'])} | "
+                         f"{_pct(after['dice'])} | {fp[0]} | {fp[1]} |")
+        lines.append("")
+    lines += ["| Lesions | Size | Count | Detected | Sensitivity (%) | False positives | FP per case |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in LESION_ROWS:
+        by_size = summary["lesion_detection_by_size"][name]
+        for size in [b for b, _, _ in SIZE_BINS] + [AT_LEAST_1CM]:
+            d = by_size[size]
+            lines.append(f"| {row} | {size} | {d['lesions']} | {d['detected']} | {_pct(d['sensitivity'])} | "
+                         f"{d['false_positives']} | {_num(d['false_positives_per_case'], 2)} |")
+        d = summary["lesion_detection"][name]
+        lines.append(f"| {row} | all | {d['lesions']} | {d['detected']} | {_pct(d['sensitivity'])} | "
+                     f"{d['false_positives']} | {_num(d['false_positives_per_case'], 2)} |")
+    lines += ["", "| Volume error (as the SR reports it) | Objects | Mean (%) | Mean absolute (%) | "
+              "Median absolute (%) |", "| --- | --- | --- | --- | --- |"]
+    for name, row in (("kidney", "Kidney (per side)"),) + ROWS[1:]:
+        v = summary["volume_error"][name]
+        lines.append(f"| {row} | {v['count']} | {_num(v['mean_percent'])} | {_num(v['mean_absolute_percent'])} | "
+                     f"{_num(v['median_absolute_percent'])} |")
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     lines = []
-    for title, key in (("Cross-validation (nnU-Net validation predictions of every fold)", "cross_validation"),
-                       ("Held-out test split (ensemble of the folds, probabilities averaged)", "test")):
+    for key, title in SPLITS:
         summary = report.get(key)
         if not summary:
             continue
-        lines += [f"### {title}: {summary['cases']} cases", "",
-                  "| Class type | Accuracy (%) | Precision (%) | Recall (%) | F1-score (%) | Dice (%) |",
+        lines += [f"### {title}: {summary['cases']} cases", ""]
+        if key == "shifted" and report.get("shifted_acquisition"):
+            a = report["shifted_acquisition"]
+            if "pixel_mm" in a:
+                lines += [f"Pixel {a['pixel_mm'][0]:.2f}-{a['pixel_mm'][1]:.2f} mm, slices "
+                          f"{a['slice_mm'][0]:g}-{a['slice_mm'][1]:g} mm, noise "
+                          + (f"{a['noise_hu'][0]:g}-{a['noise_hu'][1]:g} HU" if a.get("noise_hu") else "n/a")
+                          + f", positions {', '.join(a['patient_positions'])}.", ""]
+        lines += _split_tables(summary, report.get(f"{key}_without_postprocessing"))
+    choice = report.get("postprocessing")
+    if choice:
+        kept = {k: v for k, v in choice["rules"].items() if v not in (False, None, 0, 0.0)}
+        lines += ["### Post-processing chosen on the cross-validation", "",
+                  "Kept: " + (", ".join(f"`{k} = {v}`" for k, v in kept.items()) if kept else "none") + ".", "",
+                  "| Rule | Value | F1 before (%) | F1 after (%) | Lesions >= 1 cm found (%) | Raises F1 |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        for name, row in ROWS:
-            m = summary["per_class"][name]
-            lines.append(f"| {row} | {_pct(m['accuracy'])} | {_pct(m['precision'])} | {_pct(m['recall'])} | "
-                         f"{_pct(m['f1'])} | {_pct(m['dice'])} |")
-        a = summary["average"]
-        lines += [f"| Average | {_pct(a['accuracy'])} | {_pct(a['precision'])} | {_pct(a['recall'])} | "
-                  f"{_pct(a['f1'])} | {_pct(a['dice'])} |", "",
-                  "| Lesions | Count | Detected | Sensitivity (%) | False positives | FP per case |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for name, d in summary["lesion_detection"].items():
-            fp_rate = "n/a" if d["false_positives_per_case"] is None else f"{d['false_positives_per_case']:.2f}"
-            lines.append(f"| {name} | {d['lesions']} | {d['detected']} | {_pct(d['sensitivity'])} | "
-                         f"{d['false_positives']} | {fp_rate} |")
+        for t in choice["trials"]:
+            before = ", ".join(f"{c} {_pct(v)}" for c, v in t["f1_before"].items())
+            after = ", ".join(f"{c} {_pct(v)}" for c, v in t["f1_after"].items())
+            lines.append(f"| {t['rule']} | {t['value']} | {before} | {after} | {_pct(t['lesion_sensitivity_1cm'])} | "
+                         f"{'yes' if t['raises_f1'] else 'no'} |")
         lines.append("")
     per_fold = report.get("folds", {})
     if per_fold:
-        lines += ["### Per fold: mean Dice (%)", "", "| Fold | Cases | Kidney | Solid mass | Cyst |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += ["### Per fold (with post-processing): mean Dice (%)", "",
+                  "| Fold | Cases | Kidney | Solid mass | Cyst |", "| --- | --- | --- | --- | --- |"]
         for fold, summary in per_fold.items():
             dice = [_pct(summary["per_class"][name]["dice"]) for name, _ in ROWS]
             lines.append(f"| {fold} | {summary['cases']} | " + " | ".join(dice) + " |")
@@ -89,7 +201,7 @@ def markdown(report: dict) -> str:
 
 
 def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None = None, test: bool = True,
-             test_mirroring: bool = True, log=sys.stderr) -> dict:
+             test_mirroring: bool = True, shifted: Path | None = None, log=sys.stderr) -> dict:
     """Evaluate every trained fold; writes evaluation.json and evaluation.md into the model folder."""
     ws.activate()
     chosen = PROFILES[profile]
@@ -98,21 +210,40 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     folds = folds_with_checkpoint(folder)
     if not folds:
         raise ValueError(f"no trained fold in {folder}; run `renalnode train run` first")
+    if shifted is not None and not any(True for _ in phantom_cases(shifted)):
+        raise ValueError(f"{shifted} holds no cases (<case>/image.nii.gz + label.nii.gz, as renalnode phantom "
+                         "writes them)")
     raw = ws.raw / dataset
+    none = PostprocessingRules()
     report: dict = {"dataset": dataset, "model_folder": str(folder), "folds_evaluated": folds,
                     "metric_definitions": " ".join(METRICS_DOC.split()), "folds": {}}
-    total = Evaluation()
-    for fold in folds:
-        fold_eval = evaluate_fold(folder, fold, raw / "labelsTr")
-        report["folds"][str(fold)] = fold_eval.summary()
-        total.merge(fold_eval)
-        print(f"[evaluate] fold {fold}: {len(fold_eval.case_dice)} validation cases", file=log, flush=True)
-    report["cross_validation"] = total.summary()
+    fold_sets = {fold: CaseSet(cross_validation_cases(folder, fold, raw)) for fold in folds}
+    cross_validation = CaseSet([c for s in fold_sets.values() for c in s.cases])
+    print(f"[evaluate] choosing post-processing on {len(cross_validation.cases)} cross-validation cases "
+          f"(folds {folds})", file=log, flush=True)
+    rules, trials = choose_rules(lambda r: cross_validation.evaluate(r).summary(), log)
+    report["postprocessing"] = {"rules": rules.as_dict(), "trials": trials}
+    report["cross_validation_without_postprocessing"] = cross_validation.evaluate(none).summary()
+    report["cross_validation"] = cross_validation.evaluate(rules).summary()
+    for fold, case_set in fold_sets.items():
+        case_set.midlines = cross_validation.midlines
+        report["folds"][str(fold)] = case_set.evaluate(rules).summary()
+    targets = []
     if test and any((raw / "labelsTs").glob("*.nii.gz")):
-        print(f"[evaluate] test split with the ensemble of folds {folds}", file=log, flush=True)
-        report["test"] = evaluate_test(folder, folds, raw / "imagesTs", raw / "labelsTs", test_mirroring,
-                                       log).summary()
-        report["test"]["mirroring"] = test_mirroring
+        pairs = [(p.name[: -len(".nii.gz")], raw / "imagesTs" / p.name.replace(".nii.gz", "_0000.nii.gz"), p)
+                 for p in sorted((raw / "labelsTs").glob("*.nii.gz"))]
+        targets.append(("test", pairs))
+    if shifted is not None:
+        targets.append(("shifted", list(phantom_cases(shifted))))
+        report["shifted_acquisition"] = shifted_description(shifted)
+    if targets:
+        predictor = EnsemblePredictor(folder, folds, use_mirroring=test_mirroring)
+    for key, pairs in targets:
+        print(f"[evaluate] {key}: {len(pairs)} cases with the ensemble of folds {folds}", file=log, flush=True)
+        case_set = CaseSet(predict_cases(predictor, pairs, folder / f"predictions_{key}", log))
+        report[f"{key}_without_postprocessing"] = case_set.evaluate(none).summary()
+        report[key] = case_set.evaluate(rules).summary()
+        report[key]["mirroring"] = test_mirroring
     (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "evaluation.md").write_text(markdown(report))
     return report

@@ -21,6 +21,21 @@ from training.workspace import Workspace
 
 INFERENCE_KEYS = ("network_weights", "trainer_name", "init_args", "inference_allowed_mirroring_axes",
                   "current_epoch")
+SUMMARY_KEYS = ("cases", "per_class", "average", "lesion_detection", "lesion_detection_by_size", "volume_error")
+CURVE_EVERY = 10  # epochs between the points of the learning curve kept in the card
+
+
+def learning_curve(checkpoint: dict) -> list[dict]:
+    """Every CURVE_EVERY-th epoch (and the last) of nnU-Net's training log: losses and the EMA
+    pseudo-Dice of the foreground classes on the fold's validation patches."""
+    log = checkpoint.get("logging", {})
+    epochs = len(log.get("train_losses", []))
+    points = []
+    for epoch in sorted(set(range(0, epochs, CURVE_EVERY)) | ({epochs - 1} if epochs else set())):
+        points.append({"epoch": epoch + 1, "train_loss": round(float(log["train_losses"][epoch]), 4),
+                       "validation_loss": round(float(log["val_losses"][epoch]), 4),
+                       "ema_pseudo_dice": round(float(log["ema_fg_dice"][epoch]), 4)})
+    return points
 NOT_FOR_CLINICAL_USE = ("Research use only; not for diagnostic use unless a site validates it on its own data.")
 
 
@@ -47,10 +62,14 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
     nnunet.mkdir(parents=True)
     for item in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
         shutil.copy2(folder / item, nnunet / item)
+    curves = {}
     for fold in folds:
         checkpoint = torch.load(folder / f"fold_{fold}" / CHECKPOINT, map_location="cpu", weights_only=False)
         (nnunet / f"fold_{fold}").mkdir()
         torch.save({k: checkpoint[k] for k in INFERENCE_KEYS if k in checkpoint}, nnunet / f"fold_{fold}" / CHECKPOINT)
+        curves[str(fold)] = learning_curve(checkpoint)
+        if (folder / f"fold_{fold}" / "progress.png").exists():
+            shutil.copy2(folder / f"fold_{fold}" / "progress.png", tmp / f"learning_curve_fold_{fold}.png")
         print(f"[export] fold {fold}: epoch {checkpoint.get('current_epoch')}", file=log, flush=True)
     cv = evaluation["cross_validation"]
     card = {
@@ -71,9 +90,15 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
                           "training_cases": dataset_json["numTraining"],
                           "test_cases": len(dataset_json.get("renalnode", {}).get("test_cases", [])),
                           "label_voxels": dataset_json.get("renalnode", {}).get("label_voxels", {})},
-        "cross_validation": {k: cv[k] for k in ("cases", "per_class", "average", "lesion_detection")},
-        "test": {k: evaluation["test"][k] for k in ("cases", "per_class", "average", "lesion_detection", "mirroring")}
+        # The rules the cross-validation kept; the app applies exactly these.
+        "postprocessing": evaluation.get("postprocessing", {}).get("rules", {}),
+        "cross_validation": {k: cv[k] for k in SUMMARY_KEYS if k in cv},
+        "test": {k: evaluation["test"][k] for k in SUMMARY_KEYS + ("mirroring",) if k in evaluation["test"]}
         if "test" in evaluation else None,
+        "shifted_test": {"acquisition": evaluation.get("shifted_acquisition"),
+                         **{k: evaluation["shifted"][k] for k in SUMMARY_KEYS if k in evaluation["shifted"]}}
+        if "shifted" in evaluation else None,
+        "learning_curve": curves,
         "metric_definitions": evaluation["metric_definitions"],
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -11,6 +11,16 @@ is detected when a predicted component of the same class overlaps it by at least
 predicted component that overlaps no ground-truth lesion of its class is a false positive.
 The `any_lesion` row applies the same rule with both lesion classes merged, so a mass predicted
 as a cyst still counts as found there.
+
+By size: a true lesion's size is its maximum 3D diameter (between voxel centres, as the SR
+reports it); a false positive's is that of the predicted component. Sizes fall into the bins
+< 1 cm, 1-2 cm, 2-4 cm and > 4 cm; ">= 1 cm" adds up the last three.
+
+Volume error, as the SR would report it: per kidney side (split at the body's midline), the
+predicted kidney volume against the true one; per detected lesion, the volume of the predicted
+lesion components that overlap it against its true volume. Errors are signed percentages of the
+true volume; the summary gives their mean, the mean of their absolute values and the median of
+those.
 """
 from __future__ import annotations
 
@@ -20,9 +30,13 @@ import numpy as np
 from scipy import ndimage
 
 from renalnode.labels import CYST as LABEL_CYST, KIDNEY as LABEL_KIDNEY, LABEL_NAMES, SOLID_MASS as LABEL_SOLID_MASS
+from renalnode.measurements import max_diameter_mm
+from renalnode.postprocessing_rules import CONNECTIVITY
 
 CLASSES = (LABEL_KIDNEY, LABEL_SOLID_MASS, LABEL_CYST)
-CONNECTIVITY = np.ones((3, 3, 3), bool)
+LESION_CLASSES = (LABEL_SOLID_MASS, LABEL_CYST)
+SIZE_BINS = (("< 1 cm", 0.0, 10.0), ("1-2 cm", 10.0, 20.0), ("2-4 cm", 20.0, 40.0), ("> 4 cm", 40.0, np.inf))
+AT_LEAST_1CM = ">= 1 cm"
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -82,6 +96,61 @@ class Detection:
                 "false_positives_per_case": _ratio(self.false_positives, cases)}
 
 
+def size_bin(diameter_mm: float) -> str:
+    return next(name for name, lo, hi in SIZE_BINS if lo <= diameter_mm < hi)
+
+
+def _diameters(found: np.ndarray, count: int, spacing_zyx: np.ndarray) -> list[float]:
+    """Maximum 3D diameter (mm) of components 1..count of a labelled array."""
+    out = []
+    for index, box in enumerate(ndimage.find_objects(found, count), start=1):
+        points = (np.argwhere(found[box] == index) + [b.start for b in box]) * spacing_zyx
+        out.append(max_diameter_mm(points))
+    return out
+
+
+@dataclass
+class SizedDetection:
+    """Detection per lesion size bin: {bin: Detection}."""
+    bins: dict[str, Detection] = field(default_factory=lambda: {name: Detection() for name, _, _ in SIZE_BINS})
+
+    def add(self, gt: np.ndarray, pred: np.ndarray, spacing_zyx: np.ndarray) -> None:
+        gt_found, n_gt = ndimage.label(gt, CONNECTIVITY)
+        pred_found, n_pred = ndimage.label(pred, CONNECTIVITY)
+        both = (gt_found > 0) & (pred_found > 0)
+        hit_gt, hit_pred = set(np.unique(gt_found[both]).tolist()), set(np.unique(pred_found[both]).tolist())
+        for index, diameter in enumerate(_diameters(gt_found, n_gt, spacing_zyx), start=1):
+            d = self.bins[size_bin(diameter)]
+            d.lesions += 1
+            d.detected += index in hit_gt
+        for index, diameter in enumerate(_diameters(pred_found, n_pred, spacing_zyx), start=1):
+            d = self.bins[size_bin(diameter)]
+            d.predicted += 1
+            d.false_positives += index not in hit_pred
+
+    def merge(self, other: "SizedDetection") -> None:
+        for name, d in other.bins.items():
+            _add_fields(self.bins[name], d)
+
+    def metrics(self, cases: int) -> dict:
+        at_least_1cm = Detection()
+        for name, d in self.bins.items():
+            if name != SIZE_BINS[0][0]:
+                _add_fields(at_least_1cm, d)
+        out = {name: d.metrics(cases) for name, d in self.bins.items()}
+        out[AT_LEAST_1CM] = at_least_1cm.metrics(cases)
+        return out
+
+
+def volume_error_summary(errors: list[float]) -> dict:
+    if not errors:
+        return {"count": 0, "mean_percent": None, "mean_absolute_percent": None, "median_absolute_percent": None}
+    values = np.asarray(errors, float)
+    return {"count": len(errors), "mean_percent": float(values.mean()),
+            "mean_absolute_percent": float(np.abs(values).mean()),
+            "median_absolute_percent": float(np.median(np.abs(values)))}
+
+
 @dataclass
 class Evaluation:
     """Everything added up over a set of cases (a fold, the whole cross-validation, a test split)."""
@@ -89,10 +158,19 @@ class Evaluation:
     case_dice: dict[str, dict[str, float | None]] = field(default_factory=dict)
     detection: dict[str, Detection] = field(default_factory=lambda: {
         LABEL_NAMES[LABEL_SOLID_MASS]: Detection(), LABEL_NAMES[LABEL_CYST]: Detection(), "any_lesion": Detection()})
+    detection_by_size: dict[str, SizedDetection] = field(default_factory=lambda: {
+        LABEL_NAMES[LABEL_SOLID_MASS]: SizedDetection(), LABEL_NAMES[LABEL_CYST]: SizedDetection(),
+        "any_lesion": SizedDetection()})
+    volume_errors: dict[str, list[float]] = field(default_factory=lambda: {
+        LABEL_NAMES[c]: [] for c in CLASSES})
 
-    def add_case(self, case_id: str, gt: np.ndarray, pred: np.ndarray) -> None:
+    def add_case(self, case_id: str, gt: np.ndarray, pred: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0),
+                 right: np.ndarray | None = None) -> None:
+        """Add one case; `spacing_zyx` (mm) sizes lesions and volumes, `right` (boolean, broadcastable
+        to the volume) marks the patient's right side for the kidney volume of each side."""
         if gt.shape != pred.shape:
             raise ValueError(f"case {case_id}: prediction shape {pred.shape} differs from ground truth {gt.shape}")
+        spacing_zyx = np.asarray(spacing_zyx, float)
         self.case_dice[case_id] = {}
         for c in CLASSES:
             g, p = gt == c, pred == c
@@ -100,14 +178,42 @@ class Evaluation:
             self.case_dice[case_id][LABEL_NAMES[c]] = dice(g, p)
         for c in (LABEL_SOLID_MASS, LABEL_CYST):
             self.detection[LABEL_NAMES[c]].add(gt == c, pred == c)
-        lesion = (LABEL_SOLID_MASS, LABEL_CYST)
-        self.detection["any_lesion"].add(np.isin(gt, lesion), np.isin(pred, lesion))
+        gt_lesion, pred_lesion = np.isin(gt, LESION_CLASSES), np.isin(pred, LESION_CLASSES)
+        self.detection["any_lesion"].add(gt_lesion, pred_lesion)
+        for c in LESION_CLASSES:
+            self.detection_by_size[LABEL_NAMES[c]].add(gt == c, pred == c, spacing_zyx)
+        self.detection_by_size["any_lesion"].add(gt_lesion, pred_lesion, spacing_zyx)
+        self._add_volume_errors(gt, pred, gt_lesion, pred_lesion, right)
+
+    def _add_volume_errors(self, gt, pred, gt_lesion, pred_lesion, right) -> None:
+        if right is not None:
+            right = np.broadcast_to(right, gt.shape)
+            for side in (right, ~right):
+                true = np.count_nonzero((gt == LABEL_KIDNEY) & side)
+                if true:
+                    predicted = np.count_nonzero((pred == LABEL_KIDNEY) & side)
+                    self.volume_errors[LABEL_NAMES[LABEL_KIDNEY]].append(100.0 * (predicted - true) / true)
+        pred_found, _ = ndimage.label(pred_lesion, CONNECTIVITY)
+        sizes = np.bincount(pred_found.ravel())
+        for c in LESION_CLASSES:
+            gt_found, n_gt = ndimage.label(gt == c, CONNECTIVITY)
+            true_sizes = np.bincount(gt_found.ravel(), minlength=n_gt + 1)
+            for index, box in enumerate(ndimage.find_objects(gt_found, n_gt), start=1):
+                touching = np.unique(pred_found[box][gt_found[box] == index])
+                touching = touching[touching > 0]
+                if len(touching):
+                    predicted = int(sizes[touching].sum())
+                    self.volume_errors[LABEL_NAMES[c]].append(100.0 * (predicted - true_sizes[index]) / true_sizes[index])
 
     def merge(self, other: "Evaluation") -> None:
         for c in CLASSES:
             _add_fields(self.counts[c], other.counts[c])
         for name, d in other.detection.items():
             _add_fields(self.detection[name], d)
+        for name, d in other.detection_by_size.items():
+            self.detection_by_size[name].merge(d)
+        for name, errors in other.volume_errors.items():
+            self.volume_errors[name] += errors
         self.case_dice.update(other.case_dice)
 
     def summary(self) -> dict:
@@ -121,7 +227,10 @@ class Evaluation:
         average = {k: _mean([per_class[LABEL_NAMES[c]][k] for c in CLASSES]) for k in keys}
         return {"cases": len(self.case_dice), "per_class": per_class, "average": average,
                 "case_dice": self.case_dice,
-                "lesion_detection": {k: d.metrics(len(self.case_dice)) for k, d in self.detection.items()}}
+                "lesion_detection": {k: d.metrics(len(self.case_dice)) for k, d in self.detection.items()},
+                "lesion_detection_by_size": {k: d.metrics(len(self.case_dice))
+                                             for k, d in self.detection_by_size.items()},
+                "volume_error": {k: volume_error_summary(v) for k, v in self.volume_errors.items()}}
 
 
 def _add_fields(total, other) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 CONFIGURATION = "3d_fullres"
 DEFAULT_PLANS = "nnUNetPlans"
 TINY_PLANS = "nnUNetPlansRenalTiny"
-TINY_FEATURES = (8, 16, 32, 64)
+TINY_FEATURES = (16, 32, 64, 128)
 TINY_PATCH = (32, 64, 64)  # upper bound per axis, in nnU-Net's (transposed) axis order
 TINY_BATCH = 2
 
@@ -33,7 +33,7 @@ PROFILES = {
 
 
 def tiny_plans(plans: dict) -> dict:
-    """nnU-Net's plan for 3d_fullres with 4 stages of 8-64 features, a smaller patch and batch 2."""
+    """nnU-Net's plan for 3d_fullres with 4 stages of 16-128 features, a smaller patch and batch 2."""
     tiny = json.loads(json.dumps(plans))
     tiny["plans_name"] = TINY_PLANS
     config = tiny["configurations"][CONFIGURATION]

@@ -17,8 +17,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from renalnode.labels import LABEL_NAMES
+from renalnode.orientation import CANONICAL_ORIENTATION, canonical
 
-CANONICAL_ORIENTATION = "LPS"
 FILE_ENDING = ".nii.gz"
 
 
@@ -40,11 +40,6 @@ class ImportSummary:
     training_cases: list[str] = field(default_factory=list)
     test_cases: list[str] = field(default_factory=list)
     label_voxels: dict[str, int] = field(default_factory=dict)
-
-
-def canonical(image: sitk.Image) -> sitk.Image:
-    """The image reoriented to LPS: axes along +x, +y, +z of the patient, same voxels."""
-    return sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
 
 
 def check_case(case: LabelledCase) -> tuple[sitk.Image, sitk.Image]:

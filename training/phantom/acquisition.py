@@ -20,10 +20,17 @@ PATIENT_POSITIONS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] 
     "HFP": ((-1, 0, 0), (0, -1, 0)),
     "FFP": ((1, 0, 0), (0, -1, 0)),
 }
+# `--position mixed`: each case lies in a position drawn from its seed.
+MIXED = "mixed"
 
 FULL_MATRIX, SMALL_MATRIX = 512, 128
-FULL_SLICE_THICKNESSES = (1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
-SMALL_SLICE_THICKNESSES = (4.0, 5.0)
+FULL_SLICE_THICKNESSES = (0.625, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
+FULL_PIXEL_MM = (0.6, 1.0)
+SMALL_SLICE_THICKNESSES = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+# Now and then the field of view is narrower than the body (cut at its sides), or the scanned slab
+# stops inside a kidney.
+FOV_CUT_FRACTION, FOV_CUT = 0.12, (0.78, 0.95)
+PARTIAL_COVERAGE_FRACTION = 0.12
 
 
 @dataclass(frozen=True)
@@ -93,23 +100,30 @@ class Acquisition:
 
 
 def sample_acquisition(rng: np.random.Generator, body_half_width: float, kidney_level: float, position: str,
-                       small: bool) -> Acquisition:
-    """A field of view that fits the body, and a slab covering both kidneys with a margin."""
+                       small: bool, slice_mm: float | None = None) -> Acquisition:
+    """A field of view that fits the body (or now and then cuts it), and a slab over both kidneys
+    (or now and then through one). `slice_mm` fixes the slice thickness instead of drawing it."""
     if position not in PATIENT_POSITIONS:
         raise ValueError(f"unknown patient position {position!r}; expected one of {sorted(PATIENT_POSITIONS)}")
     offset = rng.uniform(-12, 12, size=2)  # patients are never exactly centred in the field of view
-    fov_needed = 2 * (body_half_width + np.abs(offset).max()) + 16
+    fov = 2 * (body_half_width + np.abs(offset).max()) + 16
+    if rng.random() < FOV_CUT_FRACTION:
+        fov *= rng.uniform(*FOV_CUT)
+    thicknesses = SMALL_SLICE_THICKNESSES if small else FULL_SLICE_THICKNESSES
+    drawn_slice = float(rng.choice(thicknesses))
+    slice_mm = drawn_slice if slice_mm is None else float(slice_mm)
     if small:
-        matrix, slice_mm = SMALL_MATRIX, float(rng.choice(SMALL_SLICE_THICKNESSES))
-        pixel = fov_needed / matrix
-        length = rng.uniform(190, 220)
+        matrix, pixel = SMALL_MATRIX, fov / SMALL_MATRIX
     else:
-        matrix, slice_mm = FULL_MATRIX, float(rng.choice(FULL_SLICE_THICKNESSES))
-        pixel = rng.uniform(max(0.6, fov_needed / matrix), 0.9)
-        length = rng.uniform(240, 290)
+        matrix = FULL_MATRIX
+        low = min(max(FULL_PIXEL_MM[0], fov / matrix), FULL_PIXEL_MM[1])
+        pixel = rng.uniform(low, FULL_PIXEL_MM[1])
     pixel = round(float(pixel), 4)
+    length = rng.uniform(170, 280)
     slices = int(round(length / slice_mm))
     table_z = float(rng.uniform(-400, -200))
     centre_z = table_z + kidney_level + float(rng.uniform(-10, 20))
+    if rng.random() < PARTIAL_COVERAGE_FRACTION:
+        centre_z += float(rng.choice([-1, 1]) * rng.uniform(0.3, 0.42) * length)
     return Acquisition(position, matrix, slices, pixel, slice_mm, (0.0, 0.0, centre_z),
                        (float(offset[0]), float(offset[1]), table_z))

@@ -12,7 +12,7 @@ import numpy as np
 
 from training.phantom.canvas import (Canvas, Shape, box, capsule, ellipsoid, halfspace_clip, intersect,
                                      lobulated_blob, rotation, subtract)
-from training.phantom.tissues import KIDNEY_TISSUES, Tissue as T
+from training.phantom.tissues import CYST_TISSUES, KIDNEY_TISSUES, Tissue as T
 
 SOFT = (T.VISCERAL_FAT,)
 # Kidneys and the lesions that grow out of them displace soft tissue, never bone, skin or air.
@@ -32,8 +32,9 @@ class Kidney:
 class Lesion:
     number: int        # lesion instance number in the canvas (1..)
     kind: str          # "cyst" or "solid_mass"
+    subtype: str       # cyst: simple, hyperdense, septated, calcified; solid_mass: homogeneous, necrotic
     side: str
-    growth: str        # "endophytic" or "exophytic"
+    growth: str        # "endophytic", "exophytic" or "central" (reaching the renal sinus)
     centre: np.ndarray
     radius: float      # nominal radius (mm); nominal diameter 2 * radius
     reach: float       # largest distance of its surface from the centre (mm)
@@ -44,11 +45,28 @@ class Lesion:
 class Anatomy:
     kidneys: list[Kidney] = field(default_factory=list)
     lesions: list[Lesion] = field(default_factory=list)
+    variant: str = "normal"  # kidney variant: normal, single, ptotic (one kidney low) or horseshoe
+
+
+# How often each kidney variant occurs (the rest are normal).
+VARIANTS = {"single": 0.08, "ptotic": 0.08, "horseshoe": 0.04}
+CYST_SUBTYPES = {"simple": 0.55, "hyperdense": 0.15, "septated": 0.15, "calcified": 0.15}
+GROWTHS = {"exophytic": 0.4, "endophytic": 0.4, "central": 0.2}
+LESION_DIAMETER_MM = (5.0, 80.0)
+LESIONS_PER_KIDNEY = (0.2, 0.3, 0.25, 0.15, 0.1)  # probability of 0, 1, 2, 3, 4 lesions
+
+
+def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = list(weights)
+    p = np.array([weights[n] for n in names], float)
+    if p.sum() < 1:
+        names, p = names + ["normal"], np.append(p, 1 - p.sum())
+    return str(rng.choice(names, p=p / p.sum()))
 
 
 def sample_body(rng: np.random.Generator) -> dict:
     """Body habitus: drawn first so that the acquisition can fit its field of view to it."""
-    return {"body_a": rng.uniform(135, 175), "body_b": rng.uniform(95, 125), "fat": rng.uniform(8, 35)}
+    return {"body_a": rng.uniform(125, 190), "body_b": rng.uniform(85, 130), "fat": rng.uniform(4, 45)}
 
 
 def _superellipse(cx, cy, a, b, power=2.4):
@@ -174,39 +192,96 @@ def _paint_kidney(canvas: Canvas, rng, k: Kidney) -> None:
     canvas.paint(pelvis, T.URINE, over=KIDNEY_TISSUES)
 
 
+def _lesion_centre(rng, kidney: Kidney, growth: str, radius: float) -> np.ndarray | None:
+    """Where a lesion of this growth pattern sits: across the surface (exophytic), under it
+    (endophytic) or deep in the parenchyma against the sinus (central). None: try again."""
+    v = rng.normal(size=3)
+    v /= np.linalg.norm(v)
+    if v[1] > 0.4:  # not through the hilum
+        return None
+    if growth == "central":
+        local = np.array([v[0] * 0.5, -0.15, v[2] * 0.3]) * kidney.semi
+        return kidney.centre + kidney.frame @ local
+    surface_local = v / np.sqrt(((v / kidney.semi) ** 2).sum())
+    surface = kidney.centre + kidney.frame @ surface_local
+    outward = kidney.frame @ (surface_local / kidney.semi ** 2)
+    outward /= np.linalg.norm(outward)
+    if growth == "exophytic":
+        depth = -radius * rng.uniform(0.0, 0.5)
+    else:
+        depth = min(radius * rng.uniform(0.7, 1.1), float(kidney.semi[1:].min()) * 0.8)
+    return surface - outward * depth
+
+
 def _place_lesions(rng, kidney: Kidney, placed: list[Lesion], gap: float, snap) -> list[Lesion]:
-    """0-3 lesions on one kidney, 8-60 mm, kept `gap` mm apart from every other lesion."""
-    count = rng.choice(4, p=[0.25, 0.35, 0.25, 0.15])
+    """0-4 lesions on one kidney, 5-80 mm, kept `gap` mm apart from every other lesion."""
+    count = rng.choice(len(LESIONS_PER_KIDNEY), p=LESIONS_PER_KIDNEY)
     lesions: list[Lesion] = []
     for _ in range(count):
         kind = "cyst" if rng.random() < 0.5 else "solid_mass"
-        radius = float(np.exp(rng.uniform(np.log(4.0), np.log(30.0))))
-        growth = "exophytic" if rng.random() < 0.5 else "endophytic"
+        radius = float(np.exp(rng.uniform(*np.log(np.array(LESION_DIAMETER_MM) / 2))))
+        growth = _choice(rng, GROWTHS)
+        if growth == "central":
+            radius = min(radius, 15.0)
         if kind == "cyst":  # round with a smooth wall
+            subtype = _choice(rng, CYST_SUBTYPES)
             bumps = np.column_stack([rng.normal(size=(3, 3)), rng.uniform(-0.04, 0.04, 3)])
-        else:  # lobulated, irregular
+        else:  # lobulated, irregular; larger masses outgrow their blood supply
+            subtype = "necrotic" if radius > 10 and rng.random() < 0.6 else "homogeneous"
             bumps = np.column_stack([rng.normal(size=(5, 3)), rng.uniform(-0.25, 0.3, 5)])
         bumps[:, :3] /= np.linalg.norm(bumps[:, :3], axis=1, keepdims=True)
         reach = radius * (1 + float(bumps[:, 3].clip(min=0).sum()))
         for _attempt in range(30):
-            v = rng.normal(size=3)
-            v /= np.linalg.norm(v)
-            if v[1] > 0.4:  # not through the hilum
+            centre = _lesion_centre(rng, kidney, growth, radius)
+            if centre is None:
                 continue
-            surface_local = v / np.sqrt(((v / kidney.semi) ** 2).sum())
-            surface = kidney.centre + kidney.frame @ surface_local
-            outward = kidney.frame @ (surface_local / kidney.semi ** 2)
-            outward /= np.linalg.norm(outward)
-            if growth == "exophytic":
-                depth = -radius * rng.uniform(0.0, 0.5)
-            else:
-                depth = min(radius * rng.uniform(0.7, 1.1), float(kidney.semi[1:].min()) * 0.8)
-            centre = snap(surface - outward * depth)
+            centre = snap(centre)
             if all(np.linalg.norm(centre - o.centre) > reach + o.reach + gap for o in placed + lesions):
-                lesions.append(Lesion(len(placed) + len(lesions) + 1, kind, kidney.side, growth, centre, radius,
-                                      reach, lobulated_blob(centre, radius, bumps)))
+                lesions.append(Lesion(len(placed) + len(lesions) + 1, kind, subtype, kidney.side, growth, centre,
+                                      radius, reach, lobulated_blob(centre, radius, bumps)))
                 break
     return lesions
+
+
+def _paint_lesion(canvas: Canvas, rng, lesion: Lesion) -> None:
+    """The lesion's own tissue, then what its subtype adds inside it: necrosis, septa, calcium."""
+    n, c, r = lesion.number, lesion.centre, lesion.radius
+    if lesion.kind == "solid_mass":
+        canvas.paint(lesion.shape, T.SOLID_MASS, over=DISPLACEABLE, lesion=n)
+        if lesion.subtype == "necrotic":
+            bumps = np.column_stack([rng.normal(size=(4, 3)), rng.uniform(-0.3, 0.3, 4)])
+            bumps[:, :3] /= np.linalg.norm(bumps[:, :3], axis=1, keepdims=True)
+            core = c + rng.normal(scale=0.15 * r, size=3)
+            canvas.paint(lobulated_blob(core, r * rng.uniform(0.3, 0.6), bumps), T.NECROSIS, over=(T.SOLID_MASS,),
+                         lesion=n)
+        return
+    content = T.HYPERDENSE_CYST if lesion.subtype == "hyperdense" else T.CYST
+    canvas.paint(lesion.shape, content, over=DISPLACEABLE, lesion=n)
+    if lesion.subtype == "septated":
+        for _ in range(int(rng.integers(1, 4))):
+            normal = rng.normal(size=3)
+            normal /= np.linalg.norm(normal)
+            offset = float(normal @ c) + rng.uniform(-0.4, 0.4) * r
+            half = rng.uniform(0.5, 1.0)
+
+            def septum(X, Y, Z, normal=normal, offset=offset, half=half):
+                return np.abs(normal[0] * X + normal[1] * Y + normal[2] * Z - offset) <= half
+
+            canvas.paint(Shape(lesion.shape.lo, lesion.shape.hi, septum), T.CYST_SEPTUM, over=(T.CYST,), lesion=n)
+    elif lesion.subtype == "calcified":
+        # A calcified arc of the wall: the outer shell within a cone of directions.
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        cos_limit = np.cos(np.radians(rng.uniform(30, 90)))
+        thickness = rng.uniform(1.0, 2.5)
+
+        def rim(X, Y, Z):
+            d = (X - c[0], Y - c[1], Z - c[2])
+            dist = np.sqrt(d[0] ** 2 + d[1] ** 2 + d[2] ** 2)
+            cos = (d[0] * axis[0] + d[1] * axis[1] + d[2] * axis[2]) / np.maximum(dist, 1e-6)
+            return (dist >= r - thickness) & (cos >= cos_limit)
+
+        canvas.paint(Shape(lesion.shape.lo, lesion.shape.hi, rim), T.CALCIFICATION, over=CYST_TISSUES, lesion=n)
 
 
 def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: bool, voxel_size: np.ndarray,
@@ -236,26 +311,40 @@ def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: b
     canvas.paint(ellipsoid((aorta[0], aorta[1], 0), (ar, ar, 1e4)), T.ARTERY, over=SOFT)
     canvas.paint(ellipsoid((ivc[0], ivc[1], 0), (rng.uniform(11, 15), rng.uniform(7, 10), 1e4)), T.VEIN, over=SOFT)
 
-    # Kidneys: the right one lower than the left, both beside the psoas.
+    # Kidneys: the right one lower than the left, both beside the psoas; now and then a single
+    # kidney, one that has dropped (ptosis), or a horseshoe kidney whose lower poles join in front
+    # of the great vessels.
+    variant = _choice(rng, VARIANTS)
     z_left = rng.uniform(-10, 10)
     kidneys = []
-    single = rng.random() < 0.1
-    missing = rng.choice(["right", "left"]) if single else None
+    missing = str(rng.choice(["right", "left"])) if variant == "single" else None
+    dropped = str(rng.choice(["right", "left"])) if variant == "ptotic" else None
+    horseshoe = variant == "horseshoe"
     for side, s in (("right", -1.0), ("left", 1.0)):
-        centre = np.array([s * rng.uniform(62, 75), yv + rng.uniform(0, 10),
-                           z_left - (rng.uniform(10, 25) if side == "right" else 0)])
-        frame = _kidney_frame(s, rng.uniform(8, 20), rng.uniform(25, 40))
-        semi = np.array([rng.uniform(48, 60), rng.uniform(26, 32), rng.uniform(21, 26)])
+        x = s * (rng.uniform(40, 52) if horseshoe else rng.uniform(55, 82))
+        z = z_left - (rng.uniform(10, 25) if side == "right" else 0)
+        if horseshoe:
+            z -= rng.uniform(30, 50)
+        if side == dropped:
+            z -= rng.uniform(25, 60)
+        centre = np.array([x, yv + rng.uniform(-5, 12), z])
+        # A horseshoe kidney's long axes lean the other way: lower poles medial.
+        tilt = -rng.uniform(10, 25) if horseshoe else rng.uniform(0, 30)
+        frame = _kidney_frame(s, tilt, rng.uniform(15, 55))
+        semi = np.array([rng.uniform(42, 64), rng.uniform(23, 34), rng.uniform(19, 28)])
         kidney = Kidney(side, centre, frame, semi)
         if side != missing:
             kidneys.append(kidney)
     z_right = kidneys[0].centre[2] if kidneys[0].side == "right" else z_left - 15
 
-    # Solid organs.
-    canvas.paint(intersect(ellipsoid((-55, -5, z_right + 100), (100, 85, 95)), box((-300, -300, -1e4), (30, 300, 1e4))),
-                 T.LIVER, over=SOFT)
-    canvas.paint(ellipsoid((-50, -50, z_right + 45), (16, 15, 32), rotation("x", 20)), T.BILE, over=SOFT + (T.LIVER,))
-    canvas.paint(ellipsoid((78, 40, z_left + 85), (34, 25, 55), rotation("z", 30)), T.SPLEEN, over=SOFT)
+    # Solid organs, their size and position varying from patient to patient.
+    liver_size, jitter = rng.uniform(0.85, 1.15), rng.uniform(-10, 10, size=(3, 3))
+    canvas.paint(intersect(ellipsoid(np.array((-55, -5, z_right + 100)) + jitter[0], np.array((100, 85, 95)) * liver_size),
+                           box((-300, -300, -1e4), (30, 300, 1e4))), T.LIVER, over=SOFT)
+    canvas.paint(ellipsoid(np.array((-50, -50, z_right + 45)) + jitter[1], (16, 15, 32), rotation("x", 20)), T.BILE,
+                 over=SOFT + (T.LIVER,))
+    canvas.paint(ellipsoid(np.array((78, 40, z_left + 85)) + jitter[2], np.array((34, 25, 55)) * rng.uniform(0.8, 1.3),
+                           rotation("z", rng.uniform(15, 45))), T.SPLEEN, over=SOFT)
     for p0, p1 in [((-20, yv - 45, z_left + 15), (30, yv - 40, z_left + 30)),
                    ((30, yv - 40, z_left + 30), (75, yv - 15, z_left + 45))]:
         canvas.paint(capsule(p0, p1, rng.uniform(9, 12)), T.PANCREAS, over=SOFT)
@@ -290,13 +379,20 @@ def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: b
 
     _paint_ribs(canvas, rng, ia, ib, z_left + 20, z_hi)
 
-    anatomy = Anatomy(kidneys=kidneys)
+    anatomy = Anatomy(kidneys=kidneys, variant=variant)
     for k in kidneys:
         _paint_kidney(canvas, rng, k)
+    if horseshoe:
+        # The isthmus: parenchyma from lower pole to lower pole, passing in front of aorta and IVC.
+        poles = [k.centre - k.frame[:, 0] * k.semi[0] * 0.75 for k in kidneys]
+        radius = rng.uniform(8, 13)
+        front = min(aorta[1], ivc[1]) - 14 - radius
+        middle = np.array([0.0, front, (poles[0][2] + poles[1][2]) / 2])
+        for pole in poles:
+            canvas.paint(capsule(pole, middle, radius), T.KIDNEY_CORTEX, over=DISPLACEABLE)
     gap = 2.5 * float(np.max(voxel_size)) + 2.0  # keeps lesions separate components in the label map
     for k in kidneys:
         anatomy.lesions += _place_lesions(rng, k, anatomy.lesions, gap, snap)
     for lesion in anatomy.lesions:
-        tissue = T.CYST if lesion.kind == "cyst" else T.SOLID_MASS
-        canvas.paint(lesion.shape, tissue, over=DISPLACEABLE, lesion=lesion.number)
+        _paint_lesion(canvas, rng, lesion)
     return anatomy

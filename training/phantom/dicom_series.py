@@ -35,8 +35,9 @@ class StudyIdentity:
     accession_number: str
     study_id: str
     study_description: str = "CT ABDOMEN WITH CONTRAST"
-    series_description: str = "Abdomen portal venous"
+    series_description: str = "Abdomen nephrographic"
     series_number: int = 3
+    contrast: bool = True  # an iodinated contrast agent was given
 
 
 def hu_to_stored(hu: np.ndarray) -> np.ndarray:
@@ -69,8 +70,9 @@ def _slice_dataset(identity: StudyIdentity, acq: Acquisition, k: int, instance: 
     ds.PatientID = identity.patient_id
     ds.PatientBirthDate = identity.patient_birth_date
     ds.PatientSex = identity.patient_sex
-    ds.ContrastBolusAgent = "Iohexol 350 mg I/ml"
-    ds.ContrastBolusRoute = "IV"
+    if identity.contrast:
+        ds.ContrastBolusAgent = "Iohexol 350 mg I/ml"
+        ds.ContrastBolusRoute = "IV"
     ds.BodyPartExamined = "ABDOMEN"
     ds.SliceThickness = f"{acq.slice_mm:g}"
     ds.KVP = "120"

@@ -19,17 +19,19 @@ import numpy as np
 import SimpleITK as sitk
 
 from renalnode.measurements import measure
-from training.phantom.acquisition import Acquisition, sample_acquisition
+from training.phantom.acquisition import MIXED, PATIENT_POSITIONS, Acquisition, sample_acquisition
 from training.phantom.anatomy import Anatomy, paint_anatomy, sample_body
 from training.phantom.canvas import Canvas
 from renalnode.uids import deterministic_uid
 from training.phantom.dicom_series import StudyIdentity, hu_to_stored, stored_to_hu, write_ct_series
-from training.phantom.scanner import attenuation, block_centre, reconstruct
+from training.phantom.scanner import Reconstruction, attenuation, block_centre, reconstruct, sample_reconstruction
 from renalnode.labels import CYST as LABEL_CYST, KIDNEY as LABEL_KIDNEY, SOLID_MASS as LABEL_SOLID_MASS
-from training.phantom.tissues import labels_of
+from training.phantom.tissues import labels_of, sample_phase
 
 # Sub-samples per voxel edge are chosen so that samples lie at most this far apart (mm).
 SUBSAMPLE_MM = 1.3
+SERIES_DESCRIPTION = {"non_contrast": "Abdomen non-contrast", "corticomedullary": "Abdomen renal arterial",
+                      "nephrographic": "Abdomen nephrographic", "excretory": "Abdomen excretory"}
 
 _GIVEN = ["Alex", "Sam", "Robin", "Kim", "Jordan", "Charlie", "Morgan", "Taylor", "Jamie", "Riley", "Noa", "Eli"]
 _FAMILY = ["Phantom", "Voxel", "Hounsfield", "Tomograph", "Sinogram", "Isocentre", "Gantry", "Kernel", "Collimator"]
@@ -40,6 +42,9 @@ class PhantomCase:
     case_id: str
     seed: int
     index: int
+    requested: dict      # what the caller fixed: position (or "mixed"), small, slice thickness, noise
+    phase: str
+    reconstruction: Reconstruction
     acquisition: Acquisition
     identity: StudyIdentity
     anatomy: Anatomy
@@ -54,9 +59,7 @@ class PhantomCase:
 
     def parameters(self) -> dict:
         """What identifies the case: a rerun with the same parameters makes the same case."""
-        a = self.acquisition
-        return {"seed": self.seed, "index": self.index, "position": a.position,
-                "small": a.matrix != 512}
+        return {"seed": self.seed, "index": self.index, **self.requested}
 
 
 def case_id_for(seed: int, index: int) -> str:
@@ -68,8 +71,18 @@ def _odd_factor(step_mm: float) -> int:
     return f if f % 2 else f + 1
 
 
-def _identity(rng: np.random.Generator, seed: int, index: int, position: str, small: bool) -> StudyIdentity:
-    key = (seed, index, position, small)
+def requested_parameters(position: str, small: bool, slice_mm: float | None, noise_hu: float | None) -> dict:
+    wanted = {"position": position, "small": small}
+    if slice_mm is not None:
+        wanted["slice_mm"] = slice_mm
+    if noise_hu is not None:
+        wanted["noise_hu"] = noise_hu
+    return wanted
+
+
+def _identity(rng: np.random.Generator, seed: int, index: int, position: str, small: bool, phase: str,
+              overrides: tuple = ()) -> StudyIdentity:
+    key = (seed, index, position, small) + overrides
     day = int(rng.integers(0, 365))
     date = (np.datetime64("2026-01-01") + day).astype(str).replace("-", "")
     birth = (np.datetime64("1940-01-01") + int(rng.integers(0, 365 * 60))).astype(str).replace("-", "")
@@ -85,15 +98,28 @@ def _identity(rng: np.random.Generator, seed: int, index: int, position: str, sm
         study_time=f"{rng.integers(7, 19):02d}{rng.integers(0, 60):02d}00",
         accession_number=f"ACC{rng.integers(10 ** 6, 10 ** 7)}",
         study_id=str(rng.integers(1000, 9999)),
+        series_description=SERIES_DESCRIPTION[phase],
+        contrast=phase != "non_contrast",
     )
 
 
-def make_case(seed: int, index: int, position: str = "HFS", small: bool = False) -> PhantomCase:
-    """Build one case in memory. The anatomy depends only on (seed, index)."""
+def make_case(seed: int, index: int, position: str = "HFS", small: bool = False, slice_mm: float | None = None,
+              noise_hu: float | None = None) -> PhantomCase:
+    """Build one case in memory. The anatomy depends only on (seed, index); `slice_mm` and
+    `noise_hu` fix what is otherwise drawn at random (to render a case outside the usual ranges)."""
+    if position != MIXED and position not in PATIENT_POSITIONS:
+        raise ValueError(f"unknown patient position {position!r}; expected {MIXED!r} or one of "
+                         f"{sorted(PATIENT_POSITIONS)}")
+    requested = requested_parameters(position, small, slice_mm, noise_hu)
     anatomy_seed, scan_seed, noise_seed, identity_seed = np.random.SeedSequence([seed, index]).spawn(4)
     anatomy_rng = np.random.default_rng(anatomy_seed)
+    scan_rng = np.random.default_rng(scan_seed)
     body = sample_body(anatomy_rng)
-    acq = sample_acquisition(np.random.default_rng(scan_seed), body["body_a"], -8.0, position, small)
+    drawn_position = str(scan_rng.choice(sorted(PATIENT_POSITIONS)))
+    position = drawn_position if position == MIXED else position
+    acq = sample_acquisition(scan_rng, body["body_a"], -8.0, position, small, slice_mm)
+    phase = sample_phase(scan_rng)
+    recon = sample_reconstruction(scan_rng, noise_hu)
 
     factors_xyz = (_odd_factor(acq.pixel_mm), _odd_factor(acq.pixel_mm), _odd_factor(acq.slice_mm))
     x, y, z = acq.canonical_axes(factors_xyz)
@@ -109,12 +135,15 @@ def make_case(seed: int, index: int, position: str = "HFS", small: bool = False)
                             snap=snap)
     noise_rng = np.random.default_rng(noise_seed)
     factors = factors_xyz[::-1]
-    hu = reconstruct(attenuation(canvas.tissue, canvas.lesion, noise_rng), factors, acq.pixel_mm, noise_rng,
-                     noise_hu=float(noise_rng.uniform(8, 16)))
+    hu = reconstruct(attenuation(canvas.tissue, canvas.lesion, noise_rng, phase), factors, acq.pixel_mm, noise_rng,
+                     recon)
     tissue = block_centre(canvas.tissue, factors)
+    overrides = tuple(v for k, v in requested.items() if k in ("slice_mm", "noise_hu"))
     return PhantomCase(
-        case_id=case_id_for(seed, index), seed=seed, index=index, acquisition=acq,
-        identity=_identity(np.random.default_rng(identity_seed), seed, index, position, small), anatomy=anatomy,
+        case_id=case_id_for(seed, index), seed=seed, index=index, requested=requested, phase=phase,
+        reconstruction=recon, acquisition=acq,
+        identity=_identity(np.random.default_rng(identity_seed), seed, index, position, small, phase, overrides),
+        anatomy=anatomy,
         stored=acq.to_image(hu_to_stored(hu)), label=acq.to_image(labels_of(tissue)), tissue=acq.to_image(tissue),
         lesions=acq.to_image(block_centre(canvas.lesion, factors)))
 
@@ -126,17 +155,21 @@ def truth_of(case: PhantomCase) -> dict:
     # Kidney side from patient x of each voxel (LPS: +x is the patient's left), never array index.
     x_mm = (acq.origin[0] + acq.direction[0, 0] * acq.pixel_mm * np.arange(acq.matrix))[None, None, :]
     x_mm = x_mm - acq.anatomy_origin[0]
+    # A kidney or lesion that the field of view or the slab leaves out entirely has no truth entry.
     kidneys = []
     for k in case.anatomy.kidneys:
         side_mask = (x_mm < 0) if k.side == "right" else (x_mm > 0)
         mask = (case.label == LABEL_KIDNEY) & side_mask
-        kidneys.append({"side": k.side, **measure(mask, geometry).as_dict()})
+        if mask.any():
+            kidneys.append({"side": k.side, **measure(mask, geometry).as_dict()})
     lesions = []
     for lesion in case.anatomy.lesions:
         mask = case.lesions == lesion.number
+        if not mask.any():
+            continue
         label = LABEL_CYST if lesion.kind == "cyst" else LABEL_SOLID_MASS
-        lesions.append({"id": lesion.number, "class": lesion.kind, "label": label, "side": lesion.side,
-                        "growth": lesion.growth, "nominal_diameter_mm": round(2 * lesion.radius, 2),
+        lesions.append({"id": lesion.number, "class": lesion.kind, "label": label, "subtype": lesion.subtype,
+                        "side": lesion.side, "growth": lesion.growth, "nominal_diameter_mm": round(2 * lesion.radius, 2),
                         **measure(mask, geometry).as_dict()})
     return {
         "case_id": case.case_id,
@@ -146,6 +179,9 @@ def truth_of(case: PhantomCase) -> dict:
         "series_instance_uid": case.identity.series_uid,
         "study_instance_uid": case.identity.study_uid,
         "patient_position": acq.position,
+        "contrast_phase": case.phase,
+        "reconstruction": case.reconstruction.as_dict(),
+        "kidney_variant": case.anatomy.variant,
         "size_ijk": [acq.matrix, acq.matrix, acq.slices],
         "spacing_mm": [float(s) for s in acq.spacing],
         "voxel_volume_ml": float(np.prod(acq.spacing)) / 1000.0,
@@ -178,14 +214,15 @@ def existing_parameters(folder: Path) -> dict | None:
 
 
 def generate_cases(out: Path, cases: int, seed: int, position: str = "HFS", small: bool = False,
-                   transfer_syntax: str = "explicit", log=sys.stderr) -> list[Path]:
+                   transfer_syntax: str = "explicit", slice_mm: float | None = None, noise_hu: float | None = None,
+                   log=sys.stderr) -> list[Path]:
     """Make `cases` cases under `out`, reporting progress a line per case; existing ones are kept."""
     out.mkdir(parents=True, exist_ok=True)
     folders = []
     for index in range(cases):
         case_id = case_id_for(seed, index)
         folder = out / case_id
-        wanted = {"seed": seed, "index": index, "position": position, "small": small}
+        wanted = {"seed": seed, "index": index, **requested_parameters(position, small, slice_mm, noise_hu)}
         if folder.exists():
             found = existing_parameters(folder)
             if found != wanted:
@@ -195,11 +232,12 @@ def generate_cases(out: Path, cases: int, seed: int, position: str = "HFS", smal
             folders.append(folder)
             continue
         start = time.monotonic()
-        case = make_case(seed, index, position, small)
+        case = make_case(seed, index, position, small, slice_mm, noise_hu)
         folders.append(write_case(case, out, transfer_syntax))
         acq = case.acquisition
         print(f"[{index + 1}/{cases}] {case_id}: {acq.matrix}x{acq.matrix}x{acq.slices} "
-              f"({acq.pixel_mm:.2f}x{acq.pixel_mm:.2f}x{acq.slice_mm:g} mm, {position}), "
-              f"{len(case.anatomy.kidneys)} kidney(s), {len(case.anatomy.lesions)} lesion(s), "
+              f"({acq.pixel_mm:.2f}x{acq.pixel_mm:.2f}x{acq.slice_mm:g} mm, {acq.position}, {case.phase}, "
+              f"noise {case.reconstruction.noise_hu:.0f} HU), {case.anatomy.variant} kidneys, "
+              f"{len(case.anatomy.lesions)} lesion(s), "
               f"{time.monotonic() - start:.1f} s", file=log, flush=True)
     return folders

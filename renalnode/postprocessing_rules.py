@@ -1,0 +1,167 @@
+"""Anatomy-aware post-processing of a label map: the rules a model's cross-validation kept.
+
+As nnU-Net's own `determine_postprocessing` decides "keep the largest component" per class, the
+training workspace tries each rule on the cross-validation predictions and keeps it only when it
+raises that class's F1 (training/postprocessing_choice.py); the kept rules go into the model
+package's `model.json` ("postprocessing"), and the app applies exactly those. A package without
+them runs with none.
+
+- `kidney_largest_per_side`: kidney and lesions together form renal complexes (26-connected);
+  on each side of the body's midline only the complex holding most of that side's kidney voxels
+  keeps its kidney label. Kidney predicted anywhere else (abdominal wall, spleen, bowel) becomes
+  background. A horseshoe kidney is one complex on both sides; a pole cut off by a central mass
+  still touches the mass and stays.
+- `lesion_max_distance_mm`: a lesion component farther than this from every kidney voxel becomes
+  background: renal masses and cysts grow from the kidney.
+- `min_solid_mass_ml`, `min_cyst_ml`: a smaller lesion component is dropped: it becomes kidney
+  where it touches kidney, background elsewhere.
+Rules run in that order. Side comes from patient coordinates (the body's midline), never from
+array indices, so any orientation of the grid gives the same result.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from renalnode import labels
+from renalnode.measurements import voxel_centres_mm
+
+BODY_HU = -300.0
+CONNECTIVITY = np.ones((3, 3, 3), bool)
+
+
+@dataclass(frozen=True)
+class PostprocessingRules:
+    kidney_largest_per_side: bool = False
+    lesion_max_distance_mm: float | None = None
+    min_solid_mass_ml: float = 0.0
+    min_cyst_ml: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "PostprocessingRules":
+        """Rules from a model card; an unknown rule is an error, never silently skipped."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown post-processing rules {unknown}; this renalnode knows "
+                             f"{[f.name for f in fields(cls)]}")
+        rules = cls(**values)
+        if rules.lesion_max_distance_mm is not None and rules.lesion_max_distance_mm < 0:
+            raise ValueError("lesion_max_distance_mm must not be negative")
+        if rules.min_solid_mass_ml < 0 or rules.min_cyst_ml < 0:
+            raise ValueError("minimum lesion volumes must not be negative")
+        return rules
+
+    @property
+    def active(self) -> bool:
+        return self != PostprocessingRules()
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
+    """26-connected components: the label array and, per component, (index, voxels, bounding box
+    grown by one voxel). Work on a component stays inside its box, so a 512 x 512 x 600 CT with many
+    specks costs no more than a few full-volume passes."""
+    found, count = ndimage.label(mask, CONNECTIVITY)
+    sizes = np.bincount(found.ravel(), minlength=count + 1)
+    parts = []
+    for index, box in enumerate(ndimage.find_objects(found), start=1):
+        grown = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, mask.shape))
+        parts.append((index, int(sizes[index]), grown))
+    return found, parts
+
+
+def body_midline_x(geometry: sitk.Image, hu: np.ndarray) -> float:
+    """Patient x (mm) of the body's midline: the mean x of the largest region above BODY_HU.
+    `hu` is in numpy order (k, j, i) on the grid of `geometry`."""
+    found, parts = components(hu > BODY_HU)
+    if not parts:
+        raise ValueError("no body in the image")
+    largest = max(parts, key=lambda part: part[1])[0]
+    # Patient coordinates are affine in the voxel indices, so the mean x is the x of the mean index.
+    centre = np.array([ndimage.center_of_mass(found == largest)])
+    return float(voxel_centres_mm(centre, geometry)[0, 0])
+
+
+def right_of_midline(geometry: sitk.Image, midline_x: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean array (broadcastable to `shape`) of the voxels on the patient's right (lower x, LPS)."""
+    direction = np.array(geometry.GetDirection()).reshape(3, 3)
+    spacing = np.array(geometry.GetSpacing())
+    # x of voxel (i, j, k) = origin_x + sum over axes of index * spacing * direction[0, axis].
+    x = np.full((1, 1, 1), geometry.GetOrigin()[0])
+    for axis, n in enumerate(shape[::-1]):  # i, j, k
+        steps = np.arange(n) * spacing[axis] * direction[0, axis]
+        x = x + steps.reshape([-1 if a == 2 - axis else 1 for a in range(3)])
+    return x < midline_x
+
+
+def _keep_largest_kidney_per_side(label: np.ndarray, right: np.ndarray) -> np.ndarray:
+    kidney = label == labels.KIDNEY
+    found, parts = components(label != labels.BACKGROUND)
+    if not parts:
+        return label
+    kidney_right = np.bincount(found[kidney & right], minlength=len(parts) + 1)
+    kidney_left = np.bincount(found[kidney & ~right], minlength=len(parts) + 1)
+    keep = {int(counts[1:].argmax()) + 1 for counts in (kidney_right, kidney_left) if counts[1:].any()}
+    label = label.copy()
+    label[kidney & ~np.isin(found, sorted(keep))] = labels.BACKGROUND
+    return label
+
+
+def _drop_lesions_far_from_kidney(label: np.ndarray, spacing_zyx: np.ndarray, limit_mm: float) -> np.ndarray:
+    kidney = label == labels.KIDNEY
+    label = label.copy()
+    reach = np.ceil(limit_mm / spacing_zyx).astype(int) + 1
+    for value in labels.LESION_LABELS:
+        found, parts = components(label == value)
+        for index, _, box in parts:
+            # Only kidney within `limit_mm` matters, so a box grown by that much holds all of it.
+            grown = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, label.shape))
+            near_kidney = kidney[grown]
+            part = found[grown] == index
+            if near_kidney.any():
+                distance = ndimage.distance_transform_edt(~near_kidney, sampling=spacing_zyx)
+                if distance[part].min() <= limit_mm:
+                    continue
+            label[grown][part] = labels.BACKGROUND
+    return label
+
+
+def drop_small_lesions(label: np.ndarray, voxel_ml: float, minimum_ml: dict[int, float]) -> np.ndarray:
+    """Lesion components under `minimum_ml[label value]` become kidney where they touch kidney,
+    background elsewhere."""
+    label = label.copy()
+    for value, minimum in minimum_ml.items():
+        if minimum <= 0:
+            continue
+        kidney = label == labels.KIDNEY
+        found, parts = components(label == value)
+        for index, size, box in parts:
+            if size * voxel_ml < minimum:
+                part = found[box] == index
+                touches = (ndimage.binary_dilation(part, CONNECTIVITY) & kidney[box]).any()
+                label[box][part] = labels.KIDNEY if touches else labels.BACKGROUND
+    return label
+
+
+def apply_rules(label: np.ndarray, geometry: sitk.Image, hu: np.ndarray, rules: PostprocessingRules,
+                midline_x: float | None = None) -> np.ndarray:
+    """The label map (numpy order k, j, i on the grid of `geometry`) with `rules` applied.
+    `hu` is the CT on the same grid (for the body's midline, unless `midline_x` gives it)."""
+    if label.shape != hu.shape:
+        raise ValueError(f"label map {label.shape} is not on the CT grid {hu.shape}")
+    spacing_zyx = np.array(geometry.GetSpacing()[::-1], float)
+    if rules.kidney_largest_per_side:
+        midline = body_midline_x(geometry, hu) if midline_x is None else midline_x
+        label = _keep_largest_kidney_per_side(label, np.broadcast_to(
+            right_of_midline(geometry, midline, label.shape), label.shape))
+    if rules.lesion_max_distance_mm is not None:
+        label = _drop_lesions_far_from_kidney(label, spacing_zyx, rules.lesion_max_distance_mm)
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    return drop_small_lesions(label, voxel_ml, {labels.SOLID_MASS: rules.min_solid_mass_ml,
+                                                 labels.CYST: rules.min_cyst_ml})
