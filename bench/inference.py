@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_phantom(folder: Path, full: bool) -> Path:
-    command = [sys.executable, "-m", "renalnode", "phantom", "--out", str(folder), "--cases", "1", "--seed", "3"]
+    command = [sys.executable, "-m", "renalnode", "phantom", "--out", str(folder), "--cases", "1", "--seed", "11"]
     subprocess.run(command + ([] if full else ["--small"]), check=True, capture_output=True)
     return next(p for p in folder.iterdir() if not p.name.startswith("."))
 

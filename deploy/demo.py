@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("1/5 making a phantom study (512 x 512, synthetic patient)", flush=True)
     subprocess.run([sys.executable, "-m", "renalnode", "phantom", "--out", str(args.out / "phantom"), "--cases", "1",
-                    "--seed", "7"], check=True, capture_output=True)
+                    "--seed", "9"], check=True, capture_output=True)
     (case,) = [p for p in (args.out / "phantom").iterdir() if not p.name.startswith(".")]
 
     node_port, web_port = free_port(), free_port()

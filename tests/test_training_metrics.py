@@ -71,3 +71,33 @@ def test_evaluation_per_class_pooled_and_per_case():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="case x"):
         Evaluation().add_case("x", np.zeros((2, 2, 2)), np.zeros((2, 2, 3)))
+
+
+def test_detection_by_size_and_volume_errors_by_hand():
+    gt = np.zeros((3, 4, 20), np.uint8)
+    pred = np.zeros_like(gt)
+    gt[1, 1, 0:5] = 2        # a mass 4 voxels x 3 mm = 12 mm long: 1-2 cm, detected
+    pred[1, 1, 0:6] = 2      # ... by a component of 6 voxels: volume error +20 %
+    gt[1, 3, 10] = 3         # a one-voxel cyst (0 mm): < 1 cm, missed
+    pred[0, 0, 15:17] = 3    # a false cyst of 3 mm: < 1 cm
+    gt[2, 0:2, 0:2] = 1      # kidney, right of the midline (x index < 8): 4 voxels
+    pred[2, 0:2, 0:2] = 1
+    pred[2, 2, 0] = 1        # one more: +25 %
+    gt[2, 0:2, 12:14] = 1    # left kidney, exact
+    pred[2, 0:2, 12:14] = 1
+    right = (np.arange(20) < 8)[None, None, :]
+    ev = Evaluation()
+    ev.add_case("a", gt, pred, spacing_zyx=(3.0, 3.0, 3.0), right=right)
+    s = ev.summary()
+    mass = s["lesion_detection_by_size"]["solid_mass"]
+    assert (mass["1-2 cm"]["lesions"], mass["1-2 cm"]["detected"], mass["1-2 cm"]["false_positives"]) == (1, 1, 0)
+    assert mass[">= 1 cm"]["sensitivity"] == 1.0 and mass["< 1 cm"]["lesions"] == 0
+    cyst = s["lesion_detection_by_size"]["cyst"]
+    assert (cyst["< 1 cm"]["lesions"], cyst["< 1 cm"]["detected"], cyst["< 1 cm"]["false_positives"]) == (1, 0, 1)
+    assert cyst[">= 1 cm"]["lesions"] == 0 and cyst[">= 1 cm"]["sensitivity"] is None
+    assert s["lesion_detection_by_size"]["any_lesion"][">= 1 cm"]["detected"] == 1
+    assert s["volume_error"]["solid_mass"]["mean_percent"] == pytest.approx(20.0)
+    assert s["volume_error"]["cyst"]["count"] == 0  # the missed cyst has no predicted volume
+    kidney = s["volume_error"]["kidney"]
+    assert kidney["count"] == 2 and kidney["mean_percent"] == pytest.approx(12.5)
+    assert kidney["median_absolute_percent"] == pytest.approx(12.5)

@@ -107,7 +107,8 @@ def sample_acquisition(rng: np.random.Generator, body_half_width: float, kidney_
         raise ValueError(f"unknown patient position {position!r}; expected one of {sorted(PATIENT_POSITIONS)}")
     offset = rng.uniform(-12, 12, size=2)  # patients are never exactly centred in the field of view
     fov = 2 * (body_half_width + np.abs(offset).max()) + 16
-    if rng.random() < FOV_CUT_FRACTION:
+    cut = rng.random() < FOV_CUT_FRACTION
+    if cut:
         fov *= rng.uniform(*FOV_CUT)
     thicknesses = SMALL_SLICE_THICKNESSES if small else FULL_SLICE_THICKNESSES
     drawn_slice = float(rng.choice(thicknesses))
@@ -118,6 +119,8 @@ def sample_acquisition(rng: np.random.Generator, body_half_width: float, kidney_
         matrix = FULL_MATRIX
         low = min(max(FULL_PIXEL_MM[0], fov / matrix), FULL_PIXEL_MM[1])
         pixel = rng.uniform(low, FULL_PIXEL_MM[1])
+        if cut:  # the reconstruction circle is narrower than the body, at the finest pixel allowed
+            pixel = low
     pixel = round(float(pixel), 4)
     length = rng.uniform(170, 280)
     slices = int(round(length / slice_mm))

@@ -1,0 +1,133 @@
+"""The post-processing rules (renalnode/postprocessing_rules.py) on phantom label maps: they never
+remove a true kidney or lesion, in any patient position or kidney variant, and they do remove what a
+model invents away from the kidneys; the choice keeps a rule only when it helps; the app applies the
+rules its package names."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from conftest import lesion_components
+from renalnode import labels
+from renalnode.model_package import ModelPackageError, load_model_package
+from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
+from training.evaluate import CaseFiles, CaseSet
+from training.phantom.generate import make_case
+from training.postprocessing_choice import choose_rules
+
+ALL_RULES = PostprocessingRules(kidney_largest_per_side=True, lesion_max_distance_mm=5.0, min_solid_mass_ml=0.3,
+                                min_cyst_ml=0.3)
+DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
+HORSESHOE_SEED = 25  # its first case has a horseshoe kidney (asserted)
+
+
+def _ct_and_label(case) -> tuple[sitk.Image, np.ndarray]:
+    return case.acquisition.image(case.hu.astype(np.int16)), case.label
+
+
+def _invent(label: np.ndarray, hu: np.ndarray, spacing_zyx) -> np.ndarray:
+    """What a poor model adds: a kidney blob and a 'mass' in the body, 25 mm or more from anything renal."""
+    noisy = label.copy()
+    far = np.argwhere((hu > -300) & (ndimage.distance_transform_edt(label == 0, sampling=spacing_zyx) > 25))
+    for value, centre in ((labels.KIDNEY, far[0]), (labels.SOLID_MASS, far[len(far) // 2])):
+        box = tuple(slice(max(0, c - 2), c + 2) for c in centre)
+        noisy[box] = np.where(noisy[box] == 0, value, noisy[box])
+    return noisy
+
+
+@pytest.mark.parametrize("position", ["HFS", "FFS", "HFP", "FFP"])
+def test_rules_keep_every_true_structure_and_drop_inventions(position):
+    case = make_case(11, 0, position, small=True)
+    ct, label = _ct_and_label(case)
+    hu = sitk.GetArrayViewFromImage(ct)
+    # Ground truth passes every rule unchanged: nothing real is ever removed (true lesions here
+    # are all above the 0.3 ml minimum, asserted).
+    assert all(mask.sum() * np.prod(ct.GetSpacing()) / 1000 > 0.3 for _, mask in lesion_components(label))
+    np.testing.assert_array_equal(apply_rules(label, ct, hu, ALL_RULES), label)
+    noisy = _invent(label, hu, ct.GetSpacing()[::-1])
+    assert (noisy != label).sum() > 0
+    only_kidney = PostprocessingRules(kidney_largest_per_side=True)
+    cleaned = apply_rules(noisy, ct, hu, only_kidney)
+    assert ((cleaned == labels.KIDNEY) == (label == labels.KIDNEY)).all()
+    assert (cleaned == labels.SOLID_MASS).sum() > (label == labels.SOLID_MASS).sum()  # the mass is another rule's
+    np.testing.assert_array_equal(apply_rules(noisy, ct, hu, ALL_RULES), label)
+
+
+def test_a_horseshoe_kidney_is_one_complex_on_both_sides():
+    case = make_case(HORSESHOE_SEED, 0, "HFS", small=True)
+    assert case.anatomy.variant == "horseshoe"
+    ct, label = _ct_and_label(case)
+    hu = sitk.GetArrayViewFromImage(ct)
+    midline = body_midline_x(ct, hu)
+    right = np.broadcast_to(right_of_midline(ct, midline, label.shape), label.shape)
+    kidney = label == labels.KIDNEY
+    assert (kidney & right).any() and (kidney & ~right).any()
+    np.testing.assert_array_equal(apply_rules(label, ct, hu, PostprocessingRules(kidney_largest_per_side=True)),
+                                  label)
+
+
+def test_small_lesions_become_kidney_inside_and_background_outside():
+    case = make_case(11, 0, "HFS", small=True)
+    ct, label = _ct_and_label(case)
+    hu = sitk.GetArrayViewFromImage(ct)
+    inside = tuple(np.argwhere(label == labels.KIDNEY)[len(np.argwhere(label == labels.KIDNEY)) // 2])
+    noisy = label.copy()
+    noisy[inside] = labels.CYST
+    cleaned = apply_rules(noisy, ct, hu, PostprocessingRules(min_cyst_ml=0.1))
+    assert cleaned[inside] == labels.KIDNEY
+    np.testing.assert_array_equal(cleaned, label)
+
+
+def test_rules_from_a_card_are_checked():
+    assert PostprocessingRules.from_dict(None) == PostprocessingRules()
+    assert PostprocessingRules.from_dict(ALL_RULES.as_dict()) == ALL_RULES
+    assert not PostprocessingRules().active and ALL_RULES.active
+    with pytest.raises(ValueError, match="unknown post-processing rules"):
+        PostprocessingRules.from_dict({"keep_largest": True})
+    with pytest.raises(ValueError, match="must not be negative"):
+        PostprocessingRules.from_dict({"min_cyst_ml": -1})
+
+
+def test_a_package_with_unknown_rules_is_refused(tmp_path):
+    demo = tmp_path / "demo"
+    shutil.copytree(DEMO, demo)
+    card = json.loads((demo / "model.json").read_text())
+    card["postprocessing"] = {"remove_everything": True}
+    (demo / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelPackageError, match="postprocessing"):
+        load_model_package(demo)
+
+
+def test_choice_keeps_only_rules_that_raise_f1(tmp_path):
+    """Cross-validation cases whose 'predictions' are the truth plus inventions: the kidney and
+    distance rules raise F1 and are kept; no minimum volume is kept, since every small component
+    left is a true lesion."""
+    cases = []
+    for index in range(2):
+        case = make_case(11, index, "FFS", small=True)
+        ct, label = _ct_and_label(case)
+        folder = tmp_path / case.case_id
+        folder.mkdir()
+        paths = {}
+        for name, array in (("image", case.hu.astype(np.int16)), ("label", label),
+                            ("prediction", _invent(label, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1]))):
+            image = sitk.GetImageFromArray(array)
+            image.CopyInformation(ct)
+            paths[name] = folder / f"{name}.nii.gz"
+            sitk.WriteImage(image, str(paths[name]))
+        cases.append(CaseFiles(case.case_id, paths["image"], paths["label"], paths["prediction"]))
+    case_set = CaseSet(cases)
+    rules, trials = choose_rules(lambda r: case_set.evaluate(r).summary())
+    assert rules.kidney_largest_per_side and rules.lesion_max_distance_mm is not None
+    assert rules.min_solid_mass_ml == 0 and rules.min_cyst_ml == 0
+    after = case_set.evaluate(rules).summary()
+    assert after["per_class"]["kidney"]["f1"] == 1.0 and after["lesion_detection"]["any_lesion"]["false_positives"] == 0
+    assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "lesion_max_distance_mm", "min_solid_mass_ml",
+                                          "min_cyst_ml"}
+    assert all(not t["raises_f1"] for t in trials if t["rule"].startswith("min_"))
