@@ -114,21 +114,28 @@ def _keep_largest_kidney_per_side(label: np.ndarray, right: np.ndarray) -> np.nd
 
 
 def _drop_lesions_far_from_kidney(label: np.ndarray, spacing_zyx: np.ndarray, limit_mm: float) -> np.ndarray:
-    kidney = label == labels.KIDNEY
-    label = label.copy()
+    lesion = np.isin(label, labels.LESION_LABELS)
+    if not lesion.any():
+        return label
+    # One distance map over the lesions' bounding box, grown by the limit: only kidney that close
+    # matters, and a noisy prediction with thousands of specks costs one transform, not thousands.
     reach = np.ceil(limit_mm / spacing_zyx).astype(int) + 1
+    where = np.argwhere(lesion)
+    box = tuple(slice(max(0, lo - r), min(n, hi + r + 1))
+                for lo, hi, r, n in zip(where.min(axis=0), where.max(axis=0), reach, label.shape))
+    kidney = label[box] == labels.KIDNEY
+    distance = ndimage.distance_transform_edt(~kidney, sampling=spacing_zyx) if kidney.any() else None
+    label = label.copy()
     for value in labels.LESION_LABELS:
-        found, parts = components(label == value)
-        for index, _, box in parts:
-            # Only kidney within `limit_mm` matters, so a box grown by that much holds all of it.
-            grown = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, label.shape))
-            near_kidney = kidney[grown]
-            part = found[grown] == index
-            if near_kidney.any():
-                distance = ndimage.distance_transform_edt(~near_kidney, sampling=spacing_zyx)
-                if distance[part].min() <= limit_mm:
-                    continue
-            label[grown][part] = labels.BACKGROUND
+        found, count = ndimage.label(label[box] == value, CONNECTIVITY)
+        if not count:
+            continue
+        if distance is None:
+            far = np.ones(count, bool)
+        else:
+            far = np.asarray(ndimage.minimum(distance, found, np.arange(1, count + 1))) > limit_mm
+        drop = np.concatenate([[False], far])[found]
+        label[box][drop] = labels.BACKGROUND
     return label
 
 

@@ -15,7 +15,8 @@ DEMO = ROOT / "models" / "renalnode-demo"
 def test_demo_package_loads_and_card_matches_folder():
     package = load_model_package(DEMO)
     card = package.card
-    assert package.folds == [0, 1, 2, 3, 4]
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"DEMO_FOLDS := {','.join(map(str, package.folds))}\n" in makefile  # made by make demo-model
     assert card["profile"] == "tiny" and card["trainer"] == "nnUNetTrainerRenalTiny"
     plans = json.loads((package.nnunet_dir / "plans.json").read_text())
     assert plans["plans_name"] == card["plans"] == "nnUNetPlansRenalTiny"
@@ -28,16 +29,40 @@ def test_demo_package_loads_and_card_matches_folder():
         assert first_conv.shape[0] == features[0]
     # Small enough to commit, and stated to be phantom-trained and not for clinical use.
     size = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
-    assert size < 15 * 2 ** 20
+    assert size < 60 * 2 ** 20
     assert "phantom" in card["description"].lower() and "not for clinical use" in card["description"].lower()
     cv = card["cross_validation"]
-    assert cv["cases"] == card["training_data"]["training_cases"]
+    # One fold validates a fifth of the training cases; all five folds validate every one.
+    assert cv["cases"] == sum(len(fold_cases) for fold_cases in _validation_cases(package))
     assert set(cv["per_class"]) == {"kidney", "solid_mass", "cyst"}
+    # Lesion-level figures, the rules the app applies, the shifted set and the learning curve.
+    assert card["test"]["lesion_detection_by_size"]["any_lesion"][">= 1 cm"]["lesions"] > 0
+    assert package.postprocessing.as_dict() == card["postprocessing"]
+    shifted = card["shifted_test"]
+    assert shifted["cases"] > 0 and shifted["acquisition"]["slice_mm"][1] < 1.5  # thinner than any training case
+    for fold in package.folds:
+        curve = card["learning_curve"][str(fold)]
+        assert curve[-1]["epoch"] == checkpoint_epochs(package, fold)
+        assert curve[-1]["ema_pseudo_dice"] > curve[0]["ema_pseudo_dice"]
+        assert (DEMO / f"learning_curve_fold_{fold}.png").is_file()
 
 
-def test_readme_shows_the_demo_models_cross_validation():
+def _validation_cases(package):
+    splits = json.loads((package.nnunet_dir / "splits_final.json").read_text())
+    return [splits[fold]["val"] for fold in package.folds]
+
+
+def checkpoint_epochs(package, fold) -> int:
+    checkpoint = torch.load(package.nnunet_dir / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+    return checkpoint["current_epoch"]
+
+
+def test_readme_shows_the_demo_models_evaluation():
     card = load_model_package(DEMO).card
     readme = (ROOT / "README.md").read_text()
-    kidney = card["cross_validation"]["per_class"]["kidney"]
-    row = f"| Kidney | {100 * kidney['accuracy']:.2f} | {100 * kidney['precision']:.2f} | {100 * kidney['recall']:.2f} |"
-    assert row in readme
+    for key in ("cross_validation", "test", "shifted_test"):
+        kidney = card[key]["per_class"]["kidney"]
+        row = (f"| Kidney | {100 * kidney['accuracy']:.2f} | {100 * kidney['precision']:.2f} | "
+               f"{100 * kidney['recall']:.2f} |")
+        assert row in readme, key

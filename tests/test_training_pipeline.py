@@ -33,7 +33,7 @@ def test_training_runs_every_nnunet_step(trained):
     preprocessed = ws / "nnUNet_preprocessed" / "Dataset042_Smoke"
     plans = json.loads((preprocessed / "nnUNetPlansRenalTiny.json").read_text())
     arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
-    assert arch["features_per_stage"] == [8, 16, 32, 64]
+    assert arch["features_per_stage"] == [16, 32, 64, 128]
     assert (preprocessed / "nnUNetPlans.json").exists()  # nnU-Net's own plan stays beside the tiny one
     fold = ws / "nnUNet_results" / "Dataset042_Smoke" / "nnUNetTrainerRenalSmoke__nnUNetPlansRenalTiny__3d_fullres" / \
         "fold_0"
@@ -55,23 +55,51 @@ def test_rerun_keeps_finished_folds_and_resumes_interrupted_ones(trained):
 
 def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     ws, common, _ = trained
-    result = run_renalnode("train", "evaluate", *common, *SMOKE)
+    shifted = tmp_path / "shifted"
+    run_renalnode("phantom", "--out", str(shifted), "--cases", "1", "--seed", "31", "--small", "--position", "FFP",
+                  "--slice-thickness", "6", "--noise-hu", "50")
+    missing = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(tmp_path / "empty"), check=False)
+    assert missing.returncode != 0
+    result = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(shifted))
     assert "| Class type | Accuracy (%) | Precision (%) | Recall (%) | F1-score (%) | Dice (%) |" in result.stdout
     assert "Held-out test split (ensemble of the folds, probabilities averaged): 1 cases" in result.stdout
-    report = json.loads(next((ws / "nnUNet_results").glob("*/*/evaluation.json")).read_text())
+    assert "Shifted test set (acquisition outside the training ranges; ensemble of the folds): 1 cases" in result.stdout
+    assert "slices 6-6 mm, noise 50-50 HU, positions FFP" in result.stdout
+    assert "Without and with the post-processing rules" in result.stdout
+    assert "| Lesions | Size | Count | Detected | Sensitivity (%) | False positives | FP per case |" in result.stdout
+    assert "### Post-processing chosen on the cross-validation" in result.stdout
+    folder = next((ws / "nnUNet_results").glob("*/*/evaluation.json")).parent
+    report = json.loads((folder / "evaluation.json").read_text())
     assert report["folds_evaluated"] == [0]
-    assert report["cross_validation"]["cases"] == 1 and report["test"]["cases"] == 1
-    for summary in (report["cross_validation"], report["test"]):
+    assert report["cross_validation"]["cases"] == 1 and report["test"]["cases"] == 1 and report["shifted"]["cases"] == 1
+    assert {t["rule"] for t in report["postprocessing"]["trials"]} == {
+        "kidney_largest_per_side", "lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"}
+    for key in ("cross_validation", "test", "shifted"):
+        summary, raw = report[key], report[f"{key}_without_postprocessing"]
         for name in ("kidney", "solid_mass", "cyst"):
             m = summary["per_class"][name]
             assert m["tp"] + m["fp"] + m["fn"] + m["tn"] > 0
             assert 0 <= m["accuracy"] <= 1
+            assert m["tp"] + m["fn"] == raw["per_class"][name]["tp"] + raw["per_class"][name]["fn"]  # same truth
+        assert set(summary["lesion_detection_by_size"]["any_lesion"]) == {"< 1 cm", "1-2 cm", "2-4 cm", "> 4 cm",
+                                                                         ">= 1 cm"}
+        assert set(summary["volume_error"]) == {"kidney", "solid_mass", "cyst"}
+    # The shifted case is predicted on its own (feet-first prone) grid.
+    shifted_case = next(p for p in shifted.iterdir() if not p.name.startswith("."))
+    predicted = sitk.ReadImage(str(folder / "predictions_shifted" / f"{shifted_case.name}.nii.gz"))
+    assert predicted.GetDirection() == sitk.ReadImage(str(shifted_case / "image.nii.gz")).GetDirection()
 
     package = tmp_path / "package"
     run_renalnode("train", "export", *common, *SMOKE, "--out", str(package), "--name", "smoke", "--version", "0.0.1")
     loaded = load_model_package(package)
     assert loaded.folds == [0] and loaded.card["trainer"] == "nnUNetTrainerRenalSmoke"
     assert loaded.card["training_data"]["training_cases"] == 5 and loaded.card["training_data"]["test_cases"] == 1
+    assert loaded.postprocessing.as_dict() == report["postprocessing"]["rules"]
+    assert loaded.card["shifted_test"]["cases"] == 1 and loaded.card["shifted_test"]["acquisition"]["slice_mm"] == [6, 6]
+    curve = loaded.card["learning_curve"]["0"]
+    assert [point["epoch"] for point in curve] == [1, 2]  # the smoke trainer's two epochs
+    assert all(point["train_loss"] == point["train_loss"] for point in curve)  # numbers, not NaN
+    assert (package / "learning_curve_fold_0.png").is_file()
 
     case = sorted(p for p in phantom_set.iterdir())[0]
     image = sitk.DICOMOrient(sitk.ReadImage(str(case / "image.nii.gz")), "LPS")

@@ -62,6 +62,10 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
     nnunet.mkdir(parents=True)
     for item in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
         shutil.copy2(folder / item, nnunet / item)
+    # Which training cases validated which fold: the cross-validation figures' provenance.
+    splits = ws.preprocessed / dataset / "splits_final.json"
+    if splits.exists():
+        shutil.copy2(splits, nnunet / splits.name)
     curves = {}
     for fold in folds:
         checkpoint = torch.load(folder / f"fold_{fold}" / CHECKPOINT, map_location="cpu", weights_only=False)
