@@ -12,7 +12,8 @@ them runs with none.
   background. A horseshoe kidney is one complex on both sides; a pole cut off by a central mass
   still touches the mass and stays.
 - `lesion_max_distance_mm`: a lesion component farther than this from every kidney voxel becomes
-  background: renal masses and cysts grow from the kidney.
+  background: renal masses and cysts grow from the kidney. Distances are between voxel edges, so
+  a lesion touching the kidney is 0 mm from it.
 - `min_solid_mass_ml`, `min_cyst_ml`: a smaller lesion component is dropped: it becomes kidney
   where it touches kidney, background elsewhere.
 Rules run in that order. Side comes from patient coordinates (the body's midline), never from
@@ -51,16 +52,19 @@ class PostprocessingRules:
         if unknown:
             raise ValueError(f"unknown post-processing rules {unknown}; this renalnode knows "
                              f"{[f.name for f in fields(cls)]}")
+        for name, kind in (("kidney_largest_per_side", bool),):
+            if name in values and not isinstance(values[name], kind):
+                raise ValueError(f"{name} must be true or false, not {values[name]!r}")
+        for name in ("lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"):
+            value = values.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{name} must be a number, not {value!r}")
         rules = cls(**values)
         if rules.lesion_max_distance_mm is not None and rules.lesion_max_distance_mm < 0:
             raise ValueError("lesion_max_distance_mm must not be negative")
         if rules.min_solid_mass_ml < 0 or rules.min_cyst_ml < 0:
             raise ValueError("minimum lesion volumes must not be negative")
         return rules
-
-    @property
-    def active(self) -> bool:
-        return self != PostprocessingRules()
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
@@ -89,14 +93,16 @@ def body_midline_x(geometry: sitk.Image, hu: np.ndarray) -> float:
 
 
 def right_of_midline(geometry: sitk.Image, midline_x: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Boolean array (broadcastable to `shape`) of the voxels on the patient's right (lower x, LPS)."""
+    """Boolean array (broadcastable to `shape`) of the voxels on the patient's right (lower x, LPS).
+    Only the axes that move along patient x take part, so an axial grid gives one row, not a volume."""
     direction = np.array(geometry.GetDirection()).reshape(3, 3)
     spacing = np.array(geometry.GetSpacing())
     # x of voxel (i, j, k) = origin_x + sum over axes of index * spacing * direction[0, axis].
-    x = np.full((1, 1, 1), geometry.GetOrigin()[0])
+    x = np.full((1, 1, 1), geometry.GetOrigin()[0], np.float32)
     for axis, n in enumerate(shape[::-1]):  # i, j, k
-        steps = np.arange(n) * spacing[axis] * direction[0, axis]
-        x = x + steps.reshape([-1 if a == 2 - axis else 1 for a in range(3)])
+        if direction[0, axis]:
+            steps = (np.arange(n) * spacing[axis] * direction[0, axis]).astype(np.float32)
+            x = x + steps.reshape([-1 if a == 2 - axis else 1 for a in range(3)])
     return x < midline_x
 
 
@@ -117,25 +123,30 @@ def _drop_lesions_far_from_kidney(label: np.ndarray, spacing_zyx: np.ndarray, li
     lesion = np.isin(label, labels.LESION_LABELS)
     if not lesion.any():
         return label
-    # One distance map over the lesions' bounding box, grown by the limit: only kidney that close
-    # matters, and a noisy prediction with thousands of specks costs one transform, not thousands.
-    reach = np.ceil(limit_mm / spacing_zyx).astype(int) + 1
-    where = np.argwhere(lesion)
-    box = tuple(slice(max(0, lo - r), min(n, hi + r + 1))
-                for lo, hi, r, n in zip(where.min(axis=0), where.max(axis=0), reach, label.shape))
-    kidney = label[box] == labels.KIDNEY
-    distance = ndimage.distance_transform_edt(~kidney, sampling=spacing_zyx) if kidney.any() else None
+    kidney = label == labels.KIDNEY
+    # Distances are taken only in the kidneys' bounding box grown by the limit: a lesion with no
+    # voxel there is far by definition, and a prediction with specks all over the abdomen costs no
+    # more than a clean one.
+    distance, box = None, None
+    if kidney.any():
+        reach = np.ceil(limit_mm / spacing_zyx).astype(int) + 2
+        where = np.argwhere(kidney)
+        box = tuple(slice(max(0, lo - r), min(n, hi + r + 1))
+                    for lo, hi, r, n in zip(where.min(axis=0), where.max(axis=0), reach, label.shape))
+        distance = ndimage.distance_transform_edt(~kidney[box], sampling=spacing_zyx).astype(np.float32)
+    # Between voxel centres a touching lesion is one voxel away: edges are one voxel diagonal closer.
+    limit_centres = limit_mm + float(np.linalg.norm(spacing_zyx))
     label = label.copy()
     for value in labels.LESION_LABELS:
-        found, count = ndimage.label(label[box] == value, CONNECTIVITY)
+        found, count = ndimage.label(label == value, CONNECTIVITY)
         if not count:
             continue
-        if distance is None:
-            far = np.ones(count, bool)
-        else:
-            far = np.asarray(ndimage.minimum(distance, found, np.arange(1, count + 1))) > limit_mm
-        drop = np.concatenate([[False], far])[found]
-        label[box][drop] = labels.BACKGROUND
+        near = np.zeros(count + 1, bool)
+        if distance is not None:
+            inside = found[box]
+            close = inside[(inside > 0) & (distance <= limit_centres)]
+            near[np.unique(close)] = True
+        label[(found > 0) & ~near[found]] = labels.BACKGROUND
     return label
 
 

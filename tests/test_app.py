@@ -50,13 +50,13 @@ def test_end_to_end(phantom_cases, tmp_path, position):
     for name in ("seg.dcm", "sr.dcm", "pdf.dcm"):
         assert dciodvfy_errors(tmp_path / name) == [], name
 
-    # The SEG, read back from disk, is the ensemble's label map (after the documented tiny-component
-    # clean-up) voxel for voxel on the CT's own slices.
+    # The SEG, read back from disk, is the ensemble's label map after the package's post-processing
+    # rules and the documented tiny-component clean-up, voxel for voxel on the CT's own slices.
     volume, truth = phantom_volume_and_label(case)
-    _, predictor = ensemble.cached_predictor(DEMO, FAST.tile_step_size, FAST.use_mirroring)
+    package, predictor = ensemble.cached_predictor(DEMO, FAST.tile_step_size, FAST.use_mirroring)
     raw = predictor.segment_image(volume.image)
-    expected, findings = find_findings(raw, volume.image)
-    assert (expected != raw).sum() < 0.01 * (raw > 0).sum()  # the clean-up only touches specks
+    expected, findings = find_findings(raw, volume.image, package.postprocessing)
+    assert (expected != raw).sum() < 0.05 * (raw > 0).sum()  # the rules only drop what lies apart
     seg = hd.seg.segread(tmp_path / "seg.dcm")
     numbers, classes = seg_class_map(seg, volume.slices)
     as_classes = np.vectorize(lambda n: classes.get(n, 0), otypes=[np.uint8])(numbers)

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from conftest import lesion_components
 from renalnode import labels
+from operators.postprocessing import find_findings
 from renalnode.model_package import ModelPackageError, load_model_package
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.evaluate import CaseFiles, CaseSet
@@ -87,11 +88,14 @@ def test_small_lesions_become_kidney_inside_and_background_outside():
 def test_rules_from_a_card_are_checked():
     assert PostprocessingRules.from_dict(None) == PostprocessingRules()
     assert PostprocessingRules.from_dict(ALL_RULES.as_dict()) == ALL_RULES
-    assert not PostprocessingRules().active and ALL_RULES.active
     with pytest.raises(ValueError, match="unknown post-processing rules"):
         PostprocessingRules.from_dict({"keep_largest": True})
     with pytest.raises(ValueError, match="must not be negative"):
         PostprocessingRules.from_dict({"min_cyst_ml": -1})
+    with pytest.raises(ValueError, match="true or false"):
+        PostprocessingRules.from_dict({"kidney_largest_per_side": "no"})
+    with pytest.raises(ValueError, match="must be a number"):
+        PostprocessingRules.from_dict({"lesion_max_distance_mm": "5"})
 
 
 def test_a_package_with_unknown_rules_is_refused(tmp_path):
@@ -131,3 +135,21 @@ def test_choice_keeps_only_rules_that_raise_f1(tmp_path):
     assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "lesion_max_distance_mm", "min_solid_mass_ml",
                                           "min_cyst_ml"}
     assert all(not t["raises_f1"] for t in trials if t["rule"].startswith("min_"))
+
+
+def test_the_rules_a_package_names_are_what_find_findings_applies(tmp_path):
+    """The app's post-processing operator hands `package.postprocessing` to find_findings: a card
+    asking for lesions of at least 1000 ml leaves only the kidneys; a card without rules keeps all."""
+    case = make_case(11, 0, "HFS", small=True)
+    ct, label = _ct_and_label(case)
+    demo = tmp_path / "demo"
+    shutil.copytree(DEMO, demo)
+    card = json.loads((demo / "model.json").read_text())
+    card["postprocessing"] = {"min_solid_mass_ml": 1000.0, "min_cyst_ml": 1000.0}
+    (demo / "model.json").write_text(json.dumps(card))
+    _, strict = find_findings(label, ct, load_model_package(demo).postprocessing)
+    assert {f.kind for f in strict} == {"kidney"}
+    card.pop("postprocessing")
+    (demo / "model.json").write_text(json.dumps(card))
+    _, plain = find_findings(label, ct, load_model_package(demo).postprocessing)
+    assert {f.kind for f in plain} == {"kidney", "cyst", "solid_mass"}

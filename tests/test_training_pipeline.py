@@ -58,8 +58,9 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     shifted = tmp_path / "shifted"
     run_renalnode("phantom", "--out", str(shifted), "--cases", "1", "--seed", "31", "--small", "--position", "FFP",
                   "--slice-thickness", "6", "--noise-hu", "50")
+    (tmp_path / "empty").mkdir()
     missing = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(tmp_path / "empty"), check=False)
-    assert missing.returncode != 0
+    assert missing.returncode != 0 and "holds no cases" in missing.stderr
     result = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(shifted))
     assert "| Class type | Accuracy (%) | Precision (%) | Recall (%) | F1-score (%) | Dice (%) |" in result.stdout
     assert "Held-out test split (ensemble of the folds, probabilities averaged): 1 cases" in result.stdout

@@ -178,7 +178,8 @@ def markdown(report: dict) -> str:
         lines += _split_tables(summary, report.get(f"{key}_without_postprocessing"))
     choice = report.get("postprocessing")
     if choice:
-        kept = {k: v for k, v in choice["rules"].items() if v not in (False, None, 0, 0.0)}
+        defaults = PostprocessingRules().as_dict()
+        kept = {k: v for k, v in choice["rules"].items() if v != defaults[k]}
         lines += ["### Post-processing chosen on the cross-validation", "",
                   "Kept: " + (", ".join(f"`{k} = {v}`" for k, v in kept.items()) if kept else "none") + ".", "",
                   "| Rule | Value | F1 before (%) | F1 after (%) | Lesions >= 1 cm found (%) | Raises F1 |",
@@ -210,7 +211,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     folds = folds_with_checkpoint(folder)
     if not folds:
         raise ValueError(f"no trained fold in {folder}; run `renalnode train run` first")
-    if shifted is not None and not any(True for _ in phantom_cases(shifted)):
+    if shifted is not None and (not shifted.is_dir() or not any(True for _ in phantom_cases(shifted))):
         raise ValueError(f"{shifted} holds no cases (<case>/image.nii.gz + label.nii.gz, as renalnode phantom "
                          "writes them)")
     raw = ws.raw / dataset

@@ -17,7 +17,7 @@ from typing import Callable
 from renalnode.postprocessing_rules import PostprocessingRules
 from training.metrics import AT_LEAST_1CM
 
-DISTANCE_CANDIDATES_MM = (0.0, 5.0, 10.0, 20.0)
+DISTANCE_CANDIDATES_MM = (0.0, 5.0, 10.0, 20.0)  # 0: touching the kidney
 MIN_VOLUME_CANDIDATES_ML = (0.1, 0.2, 0.3, 0.5)
 # An F1 must rise by more than this to count: rounding noise never decides.
 MIN_GAIN = 1e-4

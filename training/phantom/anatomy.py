@@ -48,8 +48,8 @@ class Anatomy:
     variant: str = "normal"  # kidney variant: normal, single, ptotic (one kidney low) or horseshoe
 
 
-# How often each kidney variant occurs (the rest are normal).
-VARIANTS = {"single": 0.08, "ptotic": 0.08, "horseshoe": 0.04}
+# How often each kidney variant occurs.
+VARIANTS = {"single": 0.08, "ptotic": 0.08, "horseshoe": 0.04, "normal": 0.80}
 CYST_SUBTYPES = {"simple": 0.55, "hyperdense": 0.15, "septated": 0.15, "calcified": 0.15}
 GROWTHS = {"exophytic": 0.4, "endophytic": 0.4, "central": 0.2}
 LESION_DIAMETER_MM = (5.0, 80.0)
@@ -57,11 +57,8 @@ LESIONS_PER_KIDNEY = (0.2, 0.3, 0.25, 0.15, 0.1)  # probability of 0, 1, 2, 3, 4
 
 
 def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    names = list(weights)
-    p = np.array([weights[n] for n in names], float)
-    if p.sum() < 1:
-        names, p = names + ["normal"], np.append(p, 1 - p.sum())
-    return str(rng.choice(names, p=p / p.sum()))
+    p = np.array(list(weights.values()), float)
+    return str(rng.choice(list(weights), p=p / p.sum()))
 
 
 def sample_body(rng: np.random.Generator) -> dict:
@@ -244,7 +241,8 @@ def _place_lesions(rng, kidney: Kidney, placed: list[Lesion], gap: float, snap) 
 
 
 def _paint_lesion(canvas: Canvas, rng, lesion: Lesion) -> None:
-    """The lesion's own tissue, then what its subtype adds inside it: necrosis, septa, calcium."""
+    """The lesion's own tissue, then what its subtype adds inside it: necrosis, septa, calcium.
+    Those are cut to the lesion's own shape, so they never reach a neighbouring lesion."""
     n, c, r = lesion.number, lesion.centre, lesion.radius
     if lesion.kind == "solid_mass":
         canvas.paint(lesion.shape, T.SOLID_MASS, over=DISPLACEABLE, lesion=n)
@@ -252,8 +250,8 @@ def _paint_lesion(canvas: Canvas, rng, lesion: Lesion) -> None:
             bumps = np.column_stack([rng.normal(size=(4, 3)), rng.uniform(-0.3, 0.3, 4)])
             bumps[:, :3] /= np.linalg.norm(bumps[:, :3], axis=1, keepdims=True)
             core = c + rng.normal(scale=0.15 * r, size=3)
-            canvas.paint(lobulated_blob(core, r * rng.uniform(0.3, 0.6), bumps), T.NECROSIS, over=(T.SOLID_MASS,),
-                         lesion=n)
+            canvas.paint(intersect(lesion.shape, lobulated_blob(core, r * rng.uniform(0.3, 0.6), bumps)), T.NECROSIS,
+                         over=(T.SOLID_MASS,), lesion=n)
         return
     content = T.HYPERDENSE_CYST if lesion.subtype == "hyperdense" else T.CYST
     canvas.paint(lesion.shape, content, over=DISPLACEABLE, lesion=n)
@@ -267,7 +265,8 @@ def _paint_lesion(canvas: Canvas, rng, lesion: Lesion) -> None:
             def septum(X, Y, Z, normal=normal, offset=offset, half=half):
                 return np.abs(normal[0] * X + normal[1] * Y + normal[2] * Z - offset) <= half
 
-            canvas.paint(Shape(lesion.shape.lo, lesion.shape.hi, septum), T.CYST_SEPTUM, over=(T.CYST,), lesion=n)
+            canvas.paint(intersect(lesion.shape, Shape(lesion.shape.lo, lesion.shape.hi, septum)), T.CYST_SEPTUM,
+                         over=(T.CYST,), lesion=n)
     elif lesion.subtype == "calcified":
         # A calcified arc of the wall: the outer shell within a cone of directions.
         axis = rng.normal(size=3)
@@ -281,7 +280,8 @@ def _paint_lesion(canvas: Canvas, rng, lesion: Lesion) -> None:
             cos = (d[0] * axis[0] + d[1] * axis[1] + d[2] * axis[2]) / np.maximum(dist, 1e-6)
             return (dist >= r - thickness) & (cos >= cos_limit)
 
-        canvas.paint(Shape(lesion.shape.lo, lesion.shape.hi, rim), T.CALCIFICATION, over=CYST_TISSUES, lesion=n)
+        canvas.paint(intersect(lesion.shape, Shape(lesion.shape.lo, lesion.shape.hi, rim)), T.CALCIFICATION,
+                     over=CYST_TISSUES, lesion=n)
 
 
 def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: bool, voxel_size: np.ndarray,
@@ -383,13 +383,19 @@ def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: b
     for k in kidneys:
         _paint_kidney(canvas, rng, k)
     if horseshoe:
-        # The isthmus: parenchyma from lower pole to lower pole, passing in front of aorta and IVC.
+        # The isthmus: parenchyma from lower pole to lower pole, passing around and in front of the
+        # IVC (right) and the aorta (left), never through them.
         poles = [k.centre - k.frame[:, 0] * k.semi[0] * 0.75 for k in kidneys]
         radius = rng.uniform(8, 13)
         front = min(aorta[1], ivc[1]) - 14 - radius
-        middle = np.array([0.0, front, (poles[0][2] + poles[1][2]) / 2])
-        for pole in poles:
-            canvas.paint(capsule(pole, middle, radius), T.KIDNEY_CORTEX, over=DISPLACEABLE)
+        z = (poles[0][2] + poles[1][2]) / 2
+        outside = {"right": ivc[0] - 15 - radius - 3, "left": aorta[0] + ar + radius + 3}
+        around = tuple(t for t in DISPLACEABLE if t not in (T.ARTERY, T.VEIN))
+        for kidney, pole in zip(kidneys, poles):
+            x = min(pole[0], outside["right"]) if kidney.side == "right" else max(pole[0], outside["left"])
+            path = [pole, np.array([x, pole[1], z]), np.array([x, front, z]), np.array([0.0, front, z])]
+            for a, b in zip(path[:-1], path[1:]):
+                canvas.paint(capsule(a, b, radius), T.KIDNEY_CORTEX, over=around)
     gap = 2.5 * float(np.max(voxel_size)) + 2.0  # keeps lesions separate components in the label map
     for k in kidneys:
         anatomy.lesions += _place_lesions(rng, k, anatomy.lesions, gap, snap)

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--seed must not be negative")
     from training.phantom.generate import generate_cases  # heavy imports only when used
 
-    if args.slice_thickness is not None and not 0.1 <= args.slice_thickness <= 10:
-        raise SystemExit("--slice-thickness must be between 0.1 and 10 mm")
+    if args.slice_thickness is not None and not 0.5 <= args.slice_thickness <= 10:
+        raise SystemExit("--slice-thickness must be between 0.5 and 10 mm")
     if args.noise_hu is not None and not 0 <= args.noise_hu <= 200:
         raise SystemExit("--noise-hu must be between 0 and 200")
     generate_cases(args.out, args.cases, args.seed, args.position, args.small, args.transfer_syntax,

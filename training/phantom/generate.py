@@ -138,7 +138,7 @@ def make_case(seed: int, index: int, position: str = "HFS", small: bool = False,
     hu = reconstruct(attenuation(canvas.tissue, canvas.lesion, noise_rng, phase), factors, acq.pixel_mm, noise_rng,
                      recon)
     tissue = block_centre(canvas.tissue, factors)
-    overrides = tuple(v for k, v in requested.items() if k in ("slice_mm", "noise_hu"))
+    overrides = tuple(item for item in requested.items() if item[0] in ("slice_mm", "noise_hu"))
     return PhantomCase(
         case_id=case_id_for(seed, index), seed=seed, index=index, requested=requested, phase=phase,
         reconstruction=recon, acquisition=acq,
