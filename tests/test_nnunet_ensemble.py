@@ -2,6 +2,7 @@
 probabilities, labels back on the CT's own grid in any patient position."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ import torch
 import operators.nnunet_ensemble as ensemble
 from conftest import phantom_volume_and_label
 from renalnode.ensemble import EnsemblePredictor
-from renalnode.model_package import load_model_package
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
 
@@ -29,15 +29,30 @@ def test_model_is_loaded_once_per_process():
     assert ensemble.LOAD_COUNT >= 1
 
 
-def test_folds_are_averaged_on_probabilities(phantom_cases):
+def _two_fold_package(tmp_path: Path) -> Path:
+    """The demo package with a second fold: fold 0's weights, perturbed, so the folds disagree."""
+    package = tmp_path / "two-folds"
+    shutil.copytree(DEMO, package)
+    checkpoint = torch.load(package / "nnunet" / "fold_0" / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    checkpoint["network_weights"] = {
+        k: v + 0.2 * v.std() * torch.randn(v.shape, generator=generator) if v.is_floating_point() and v.numel() > 1
+        else v for k, v in checkpoint["network_weights"].items()}
+    (package / "nnunet" / "fold_1").mkdir()
+    torch.save(checkpoint, package / "nnunet" / "fold_1" / "checkpoint_final.pth")
+    return package / "nnunet"
+
+
+def test_folds_are_averaged_on_probabilities(phantom_cases, tmp_path):
     """On the same preprocessed input, the 2-fold ensemble's output is the mean of each fold's
     softmax, and not nnU-Net's mean of logits."""
-    package = load_model_package(DEMO)
+    nnunet_dir = _two_fold_package(tmp_path)
     hu = sitk.GetArrayFromImage(sitk.DICOMOrient(_ct(phantom_cases("HFS")), "LPS")).astype(np.float32)
     data = torch.from_numpy((np.clip(hu, -200, 300) - 50) / 100)[None]
 
     def logits(folds):
-        predictor = EnsemblePredictor(package.nnunet_dir, folds, use_mirroring=False).predictor
+        predictor = EnsemblePredictor(nnunet_dir, folds, use_mirroring=False).predictor
         return predictor.predict_logits_from_preprocessed_data(data)
 
     both, first, second = logits([0, 1]), logits([0]), logits([1])
@@ -63,4 +78,6 @@ def test_labels_return_to_the_ct_grid_in_every_position(phantom_cases):
     assert (in_lps["HFS"] == 1).sum() > 1000  # the demo model finds kidneys
     np.testing.assert_array_equal(in_lps["FFS"], in_lps["HFS"])
     supine, prone = in_lps["HFS"] == 1, in_lps["HFP"] == 1
-    assert 2 * (supine & prone).sum() / (supine.sum() + prone.sum()) > 0.98
+    # Prone, the model sees another body outline and differs at the kidneys' edges; a flipped axis
+    # would put the two label maps apart altogether.
+    assert 2 * (supine & prone).sum() / (supine.sum() + prone.sum()) > 0.95
