@@ -46,8 +46,8 @@ clean-venv:
 # The bundled demo model: domain-randomised phantoms -> import -> tiny training of fold 0 ->
 # post-processing chosen on its cross-validation -> evaluation on the held-out split and on a
 # shifted set (full-size matrix, 0.75 mm slices, 48 HU noise: outside the training ranges) ->
-# models/renalnode-demo. Resumable: an interrupted run goes on where it stopped. About 1.5 hours
-# on a 2-core CPU; DEMO_FOLDS=0,1,2,3,4 trains the paper's five folds in about six.
+# models/renalnode-demo. Resumable: an interrupted run goes on where it stopped. About two hours
+# on a 2-core CPU; DEMO_FOLDS=0,1,2,3,4 trains the paper's five folds in about seven.
 DEMO_WORKSPACE := workspace/demo
 DEMO_DATASET := 990
 DEMO_FOLDS := 0

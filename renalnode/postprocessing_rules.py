@@ -108,11 +108,11 @@ def right_of_midline(geometry: sitk.Image, midline_x: float, shape: tuple[int, .
 
 def _keep_largest_kidney_per_side(label: np.ndarray, right: np.ndarray) -> np.ndarray:
     kidney = label == labels.KIDNEY
-    found, parts = components(label != labels.BACKGROUND)
-    if not parts:
+    found, count = ndimage.label(label != labels.BACKGROUND, CONNECTIVITY)
+    if not count:
         return label
-    kidney_right = np.bincount(found[kidney & right], minlength=len(parts) + 1)
-    kidney_left = np.bincount(found[kidney & ~right], minlength=len(parts) + 1)
+    kidney_right = np.bincount(found[kidney & right], minlength=count + 1)
+    kidney_left = np.bincount(found[kidney & ~right], minlength=count + 1)
     keep = {int(counts[1:].argmax()) + 1 for counts in (kidney_right, kidney_left) if counts[1:].any()}
     label = label.copy()
     label[kidney & ~np.isin(found, sorted(keep))] = labels.BACKGROUND

@@ -23,6 +23,7 @@ INFERENCE_KEYS = ("network_weights", "trainer_name", "init_args", "inference_all
                   "current_epoch")
 SUMMARY_KEYS = ("cases", "per_class", "average", "lesion_detection", "lesion_detection_by_size", "volume_error")
 CURVE_EVERY = 10  # epochs between the points of the learning curve kept in the card
+NOT_FOR_CLINICAL_USE = ("Research use only; not for diagnostic use unless a site validates it on its own data.")
 
 
 def learning_curve(checkpoint: dict) -> list[dict]:
@@ -36,7 +37,6 @@ def learning_curve(checkpoint: dict) -> list[dict]:
                        "validation_loss": round(float(log["val_losses"][epoch]), 4),
                        "ema_pseudo_dice": round(float(log["ema_fg_dice"][epoch]), 4)})
     return points
-NOT_FOR_CLINICAL_USE = ("Research use only; not for diagnostic use unless a site validates it on its own data.")
 
 
 def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, version: str,
