@@ -34,7 +34,7 @@ from operators.study_loader import read_study  # noqa: E402
 from renalnode.ensemble import EnsemblePredictor  # noqa: E402
 from renalnode.model_package import find_model_package, load_model_package  # noqa: E402
 from renalnode.orientation import canonical  # noqa: E402
-from training.workspace import TRAINERS_DIR  # noqa: E402
+from renalnode.nnunet_trainers import TRAINERS_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

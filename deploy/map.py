@@ -2,7 +2,7 @@
 
     python -m deploy.map [--model models/renalnode-demo] [--out build/map] [--tag renalnode:0.1.0]
 
-1. Stages the application source (`app`, `operators`, `renalnode`, `training` and a `__main__.py`)
+1. Stages the application source (`app`, `operators`, `renalnode` and a `__main__.py`)
    and its runtime requirements (requirements.txt without test, packaging and SDK pins; holoscan-cli's
    Dockerfile installs the Holoscan and MONAI Deploy SDKs itself) in OUT/source.
 2. Writes the build context holoscan-cli would build (OUT/context: the Dockerfile, map/app.json,
@@ -30,7 +30,7 @@ import yaml
 from renalnode.model_package import find_model_package, load_model_package
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("app", "operators", "renalnode", "training")
+PACKAGES = ("app", "operators", "renalnode")
 ARTIFACTS = Path(__file__).resolve().parent / "map_artifacts.json"
 # Not needed inside the MAP: tests, packaging, and the SDKs that holoscan-cli's Dockerfile installs.
 NOT_AT_RUNTIME = re.compile(r"^(pytest[\w-]*|holoscan[\w-]*|monai-deploy-app-sdk)\s*(==|\[|$)", re.I)

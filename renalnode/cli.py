@@ -1,21 +1,25 @@
-"""The `renalnode` command: one entry point, a subcommand per capability."""
+"""The `renalnode` command: one entry point, a subcommand per capability.
+
+The capabilities (training, phantoms, the node) register their subcommands as entry points of the
+group `renalnode.commands` (pyproject.toml), so this core module imports none of them.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 
-from deploy.node import cli as node_cli
-from training import cli as train_cli
-from training.phantom import cli as phantom_cli
-
-SUBCOMMANDS = [phantom_cli, train_cli, node_cli]
+COMMAND_GROUP = "renalnode.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="renalnode", description=__doc__)
+    parser = argparse.ArgumentParser(prog="renalnode", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.add_parser(sub)
+    commands = entry_points(group=COMMAND_GROUP)
+    if not commands:
+        parser.error(f"no subcommands are installed (entry point group {COMMAND_GROUP}): run `make setup`")
+    for command in commands:
+        command.load()(sub)
     return parser
 
 

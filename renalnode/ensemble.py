@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import torch
 
 from renalnode.orientation import back_to_grid, canonical
-from training.workspace import TRAINERS_DIR
+from renalnode.nnunet_trainers import TRAINERS_DIR
 
 
 SOFTMAX_SLAB = 16  # slices (first spatial axis) turned into probabilities at once

@@ -2,7 +2,7 @@
 pipeline (plan, preprocess, 5-fold training, validation) runs on a 2-core CPU in minutes.
 
 The tiny plan is an edited copy of nnU-Net's plans file saved under its own plans name, so both
-can live side by side in one preprocessed folder, and short trainers (training/trainers/) set the
+can live side by side in one preprocessed folder, and short trainers (renalnode/nnunet_trainers/) set the
 schedule.
 """
 from __future__ import annotations

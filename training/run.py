@@ -3,7 +3,9 @@ preprocessing and training, fold by fold, resuming what an interrupted run left.
 
 Each step is skipped when its output is already there, so running the same command again after a
 crash or a Ctrl-C goes on where it stopped: a fold with a final checkpoint is done, a fold with a
-latest checkpoint resumes from it.
+latest checkpoint resumes from it. A fold whose final checkpoint has fewer epochs than its trainer's
+schedule (the schedule was raised) goes on from it, with the learning rate of the longer schedule at
+that epoch.
 """
 from __future__ import annotations
 
@@ -66,6 +68,18 @@ def prepare(ws: Workspace, dataset_id: int, plans: str, processes: int, log=sys.
     return dataset
 
 
+def _epochs_trained(checkpoint: Path) -> int:
+    import torch
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["current_epoch"])
+
+
+def _planned_epochs(trainer: str) -> int | None:
+    """The epoch count of one of renalnode's trainers; None for nnU-Net's own."""
+    from renalnode.nnunet_trainers import renalnode_trainers
+    schedule = getattr(getattr(renalnode_trainers, trainer, None), "schedule", None)
+    return schedule[0] if schedule else None
+
+
 def train(ws: Workspace, dataset_id: int, profile: str, folds: list[int], trainer: str | None = None,
           device: str | None = None, log=sys.stderr) -> Path:
     """Train the given folds; returns the trained-model folder."""
@@ -89,10 +103,20 @@ def train(ws: Workspace, dataset_id: int, profile: str, folds: list[int], traine
     out = model_folder(ws, dataset, trainer, chosen.plans)
     for n, fold in enumerate(folds, start=1):
         fold_dir = out / f"fold_{fold}"
-        if (fold_dir / "checkpoint_final.pth").exists():
-            print(f"[fold {fold}] ({n}/{len(folds)}) already trained, kept", file=log, flush=True)
-            continue
-        resume = (fold_dir / "checkpoint_latest.pth").exists()
+        final, latest = fold_dir / "checkpoint_final.pth", fold_dir / "checkpoint_latest.pth"
+        if final.exists():
+            done, planned = _epochs_trained(final), _planned_epochs(trainer)
+            if planned is None or done >= planned:
+                print(f"[fold {fold}] ({n}/{len(folds)}) already trained, kept", file=log, flush=True)
+                continue
+            # The trainer's schedule was raised since: nnU-Net would resume from the final checkpoint
+            # even after a newer latest one, so the final becomes the latest.
+            print(f"[fold {fold}] trained {done} of {planned} epochs: continuing", file=log, flush=True)
+            if latest.exists() and _epochs_trained(latest) > done:
+                final.unlink()
+            else:
+                final.replace(latest)
+        resume = latest.exists()
         print(f"[fold {fold}] ({n}/{len(folds)}) {'resuming' if resume else 'training'} {trainer} on {device}",
               file=log, flush=True)
         run_training(dataset, CONFIGURATION, fold, trainer, chosen.plans, continue_training=resume,

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TRAINERS_DIR = Path(__file__).resolve().parent / "trainers"
+from renalnode.nnunet_trainers import TRAINERS_DIR
+
 DEFAULT_WORKSPACE = Path(os.environ.get("RENALNODE_WORKSPACE", "workspace"))
 DATASET_NAME = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9_-]+)$")
 

@@ -1,7 +1,8 @@
 """The node's Prometheus metrics (served at /metrics by deploy/node/web.py).
 
 Counters and histograms move as things happen in this process (reset at restart, as Prometheus
-expects); states, disk space and the model load count are read when scraped. Labels carry states,
+expects); states and disk space are read when scraped. Model loads are counted from the run records
+the worker reads, so this module needs neither torch nor the app. Labels carry states,
 stages and destination names only: never a UID, never patient data.
 """
 from __future__ import annotations
@@ -10,10 +11,9 @@ import shutil
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from deploy.node.journal import Journal
-from operators import nnunet_ensemble
 
 # A job's stages take from milliseconds (writers) to many minutes (inference on a CPU).
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -39,8 +39,6 @@ class _JournalCollector:
         yield pending
         yield GaugeMetricFamily("renalnode_spool_free_bytes", "Free space on the spool's file system",
                                 value=shutil.disk_usage(self.spool).free)
-        yield CounterMetricFamily("renalnode_model_loads", "Times this process loaded a model into memory",
-                                  value=nnunet_ensemble.LOAD_COUNT)
 
 
 class NodeMetrics:
@@ -55,6 +53,8 @@ class NodeMetrics:
         self.stage_seconds = Histogram("renalnode_stage_duration_seconds",
                                        "Seconds per stage of a job (queue wait, the app's stages, the whole run)",
                                        ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
+        self.model_loads = Counter("renalnode_model_loads", "Times a job loaded its model into memory",
+                                   registry=self.registry)
         self.jobs_finished = Counter("renalnode_jobs_finished", "Job attempts by how they ended", ["state"],
                                      registry=self.registry)
         self.dispatches = Counter("renalnode_dispatches", "Result sets sent, by destination", ["destination"],

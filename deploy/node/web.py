@@ -36,7 +36,6 @@ from starlette.templating import Jinja2Templates
 
 from deploy.node.cli import when
 from deploy.node.journal import FAILED, QUARANTINED, QUEUED, RUNNING
-from operators import nnunet_ensemble
 from renalnode.model_package import ModelPackageError, find_model_package, load_model_package
 from renalnode.run_record import KEY_IMAGE_FOLDER, RECORD_NAME, RunRecord
 
@@ -192,6 +191,9 @@ def create_app(node) -> Starlette:
                 return {**record.model, "job": job["id"]}
         return {}
 
+    def model_loads() -> int:
+        return int(node.metrics.registry.get_sample_value("renalnode_model_loads_total") or 0)
+
     @login_required
     async def model(request: Request) -> Response:
         used = await run_in_threadpool(last_model_used)
@@ -199,9 +201,9 @@ def create_app(node) -> Starlette:
             package = await run_in_threadpool(lambda: load_model_package(find_model_package(config.model)))
         except ModelPackageError as exc:
             return page(request, "model.html", package=None, error=str(exc), used=used,
-                        loads=nnunet_ensemble.LOAD_COUNT)
+                        loads=model_loads())
         return page(request, "model.html", package=package, card=package.card, error="", used=used,
-                    loads=nnunet_ensemble.LOAD_COUNT)
+                    loads=model_loads())
 
     @login_required
     async def audit(request: Request) -> Response:

@@ -78,6 +78,8 @@ class Worker:
                          f"{reason} (attempt {job.attempts} of {self.config.max_attempts})")
             return True
         self._observe("app", time.perf_counter() - start)
+        if record.model.get("loaded_now"):
+            self.metrics.model_loads.inc()
         for stage, seconds in record.stage_seconds.items():
             self._observe(stage, seconds)
         if record.status == COMPLETED:
