@@ -3,7 +3,7 @@
 The model package is loaded once per process and kept for every later study (`cached_predictor`);
 `LOAD_COUNT` counts real loads so that tests and metrics can prove it. nnU-Net ignores direction
 cosines, so the volume is reoriented to LPS (as in training import) before inference and the labels
-are put back on the CT's own grid afterwards.
+are put back on the CT's own grid afterwards, with the catalogue's values (the package maps its own).
 """
 from __future__ import annotations
 
@@ -67,5 +67,5 @@ class NnunetEnsembleOperator(RecordingOperator):
                              "device": str(predictor.device), "loaded_now": LOAD_COUNT > loads_before,
                              "tile_step_size": self.tile_step_size, "mirroring": self.use_mirroring}
         with self.record.stage("inference"):
-            label = predictor.segment_image(volume.image)
+            label = package.to_catalogue(predictor.segment_image(volume.image))
         op_output.emit(SegmentedVolume(volume, label, package), "segmented")

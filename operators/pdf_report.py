@@ -28,7 +28,7 @@ from reportlab.platypus import Image as FlowImage, Paragraph, SimpleDocTemplate,
 
 from operators.postprocessing import Finding, StudyFindings, segment_map
 from operators.recording import RecordingOperator
-from operators.seg_writer import COLOURS, output_uids
+from operators.seg_writer import output_uids
 from renalnode import __version__
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -37,7 +37,6 @@ PDF_SERIES_DESCRIPTION = "renalnode kidney and renal lesion report (PDF)"
 NOTICE = ("NOT FOR DIAGNOSTIC USE. Automatic segmentation by research software; every finding must be "
           "confirmed by a radiologist. Use for diagnosis only after the site has validated the model.")
 WINDOW = (40.0, 400.0)  # soft-tissue level and width, HU
-KIND_TEXT = {"kidney": "Kidney", "solid_mass": "Solid mass", "cyst": "Cyst"}
 
 
 class KeyImages:
@@ -61,7 +60,7 @@ class KeyImages:
         for n, finding in enumerate(self.findings):
             inside = self.numbers[k] == n + 1
             alpha = 0.55 if n == focus else 0.35
-            rgb[inside] = (1 - alpha) * rgb[inside] + alpha * np.array(COLOURS[finding.kind]) / 255
+            rgb[inside] = (1 - alpha) * rgb[inside] + alpha * np.array(finding.label_class.colour) / 255
         picture = Image.fromarray((rgb * 255).astype(np.uint8))
         sx, sy = self.lps.GetSpacing()[:2]  # rows may be spaced unlike columns
         rows, columns = self.hu.shape[1:]
@@ -91,7 +90,7 @@ def render_pdf(findings: Sequence[Finding], key_images: Sequence[Image.Image], m
              Spacer(1, 4 * mm)]
     rows = [["Finding", "Type", "Side", "Volume (ml)", "Mean (HU)", "Max. diameter (mm)"]]
     for f in findings:
-        rows.append([f.name, KIND_TEXT[f.kind], f.side, f"{f.measurement.volume_ml:.1f}", f"{f.mean_hu:.0f}",
+        rows.append([f.name, f.label_class.display_name.capitalize(), f.side, f"{f.measurement.volume_ml:.1f}", f"{f.mean_hu:.0f}",
                      f"{f.measurement.max_diameter_mm:.1f}"])
     if len(rows) == 1:
         rows.append(["No kidney or renal lesion found", "", "", "", "", ""])

@@ -33,12 +33,11 @@ from renalnode.postprocessing_rules import (CONNECTIVITY, PostprocessingRules, a
 
 MIN_LESION_ML = 0.05
 MIN_KIDNEY_FRAGMENT_ML = 1.0
-KIND_OF_LABEL = {labels.KIDNEY: "kidney", labels.SOLID_MASS: "solid_mass", labels.CYST: "cyst"}
 
 
 @dataclass
 class Finding:
-    kind: str            # "kidney", "solid_mass" or "cyst"
+    kind: str            # its class's catalogue key: "kidney", "solid_mass" or "cyst"
     side: str            # "right" or "left" (the patient's)
     number: int          # 1.. within its kind, ordered right to left then head to feet
     mask: np.ndarray     # boolean, numpy order (k, j, i) on the CT grid
@@ -52,9 +51,14 @@ class Finding:
                 "max_diameter_mm": round(self.measurement.max_diameter_mm, 1)}
 
     @property
+    def label_class(self) -> labels.LabelClass:
+        return labels.CLASS_OF_KEY[self.kind]
+
+    @property
     def name(self) -> str:
-        kind = {"kidney": "kidney", "solid_mass": "solid mass", "cyst": "cyst"}[self.kind]
-        return f"{self.side.capitalize()} kidney" if self.kind == "kidney" else f"{kind.capitalize()} {self.number}"
+        if self.label_class.is_lesion:
+            return f"{self.label_class.display_name.capitalize()} {self.number}"
+        return f"{self.side.capitalize()} {self.label_class.display_name}"
 
 
 def segment_map(findings: Sequence[Finding], shape: tuple[int, ...]) -> np.ndarray:
@@ -100,14 +104,14 @@ def find_findings(label: np.ndarray, ct: sitk.Image, rules: PostprocessingRules 
         if len(chosen):
             mask = np.zeros(label.shape, bool)  # zeroed pages cost no memory until written
             mask[tuple(chosen.T)] = True
-            findings.append(_finding("kidney", side, mask, ct, hu))
+            findings.append(_finding(labels.KIDNEY_CLASS.key, side, mask, ct, hu))
     for value in labels.LESION_LABELS:
         found, parts = components(label == value)
         lesions = []
         for index, _, box in parts:
             mask = np.zeros(label.shape, bool)
             mask[box] = found[box] == index
-            lesion = _finding(KIND_OF_LABEL[value], "", mask, ct, hu)
+            lesion = _finding(labels.CLASS_OF_VALUE[value].key, "", mask, ct, hu)
             lesion.side = "right" if lesion.measurement.centroid_mm[0] < midline else "left"
             lesions.append(lesion)
         lesions.sort(key=lambda f: (f.side != "right", -f.measurement.centroid_mm[2]))

@@ -7,7 +7,6 @@ import logging
 from typing import Sequence
 
 import highdicom as hd
-import numpy as np
 from holoscan.core import OperatorSpec
 from pydicom import Dataset
 from pydicom.sr.coding import Code
@@ -15,43 +14,25 @@ from pydicom.sr.coding import Code
 from operators.postprocessing import Finding, StudyFindings, segment_map
 from operators.recording import RecordingOperator
 from renalnode import __version__
+from renalnode.labels import KIDNEY_CLASS, SCT
 from renalnode.uids import deterministic_uid
 
-SCT = "SCT"
-ANATOMICAL_STRUCTURE = Code("91723000", SCT, "Anatomical Structure")
-MORPHOLOGICALLY_ABNORMAL = Code("49755003", SCT, "Morphologically Abnormal Structure")
-KIDNEY = Code("64033007", SCT, "Kidney")
-NEOPLASM = Code("108369006", SCT, "Neoplasm")
-CYST = Code("367643001", SCT, "Cyst")
+KIDNEY_REGION = KIDNEY_CLASS.property_type  # every finding's anatomic region
 LATERALITY = {"right": Code("24028007", SCT, "Right"), "left": Code("7771000", SCT, "Left")}
-# Fixed colours (the paper's Fig. 4): kidney green, cyst blue, solid mass red.
-COLOURS = {"kidney": (0, 200, 0), "cyst": (0, 90, 255), "solid_mass": (230, 0, 0)}
 SEG_SERIES_NUMBER = 9901
 SEG_SERIES_DESCRIPTION = "renalnode kidney and renal lesion segmentation"
 log = logging.getLogger("renalnode.app")
 
 
-def _lab(rgb: tuple[int, int, int]) -> hd.color.CIELabColor:
-    """CIELab of an sRGB colour (D65), as RecommendedDisplayCIELabValue wants it."""
-    linear = [((c / 255 + 0.055) / 1.055) ** 2.4 if c / 255 > 0.04045 else c / 255 / 12.92 for c in rgb]
-    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
-    xyz = m @ np.array(linear) / np.array([0.95047, 1.0, 1.08883])
-    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    return hd.color.CIELabColor(116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2]))
-
-
 def segment_description(number: int, finding: Finding, algorithm: hd.AlgorithmIdentificationSequence,
                         series_uid: str) -> hd.seg.SegmentDescription:
-    if finding.kind == "kidney":
-        category, prop = ANATOMICAL_STRUCTURE, KIDNEY
-    else:
-        category, prop = MORPHOLOGICALLY_ABNORMAL, NEOPLASM if finding.kind == "solid_mass" else CYST
+    label_class = finding.label_class
     description = hd.seg.SegmentDescription(
-        segment_number=number, segment_label=finding.name, segmented_property_category=category,
-        segmented_property_type=prop, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        segment_number=number, segment_label=finding.name, segmented_property_category=label_class.category,
+        segmented_property_type=label_class.property_type, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm, tracking_id=finding.name,
         tracking_uid=deterministic_uid("tracking", series_uid, finding.kind, finding.side, finding.number),
-        anatomic_regions=[KIDNEY], display_color=_lab(COLOURS[finding.kind]))
+        anatomic_regions=[KIDNEY_REGION], display_color=hd.color.CIELabColor.from_rgb(*label_class.colour))
     # Laterality qualifies the property type (PS3.3 C.8.20.2: nested in its code item) and the region.
     description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
         hd.sr.CodedConcept.from_code(LATERALITY[finding.side])]

@@ -14,7 +14,7 @@ from pydicom.sr.coding import Code
 
 from operators.postprocessing import Finding
 from operators.recording import RecordingOperator
-from operators.seg_writer import CYST, KIDNEY, LATERALITY, NEOPLASM, output_uids
+from operators.seg_writer import KIDNEY_REGION, LATERALITY, output_uids
 from renalnode.uids import deterministic_uid
 
 SR_SERIES_NUMBER = 9902
@@ -28,7 +28,6 @@ MAXIMUM = Code("56851009", "SCT", "Maximum")
 MILLILITRE = Code("ml", "UCUM", "milliliter")
 MILLIMETRE = Code("mm", "UCUM", "millimeter")
 HOUNSFIELD = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
-FINDING_TYPE = {"kidney": KIDNEY, "solid_mass": NEOPLASM, "cyst": CYST}
 
 
 def measurement_group(finding: Finding, segment_number: int, seg: hd.seg.Segmentation,
@@ -39,8 +38,8 @@ def measurement_group(finding: Finding, segment_number: int, seg: hd.seg.Segment
             uid=deterministic_uid("tracking", source_series_uid, finding.kind, finding.side, finding.number),
             identifier=finding.name),
         referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, segment_number=segment_number),
-        finding_type=FINDING_TYPE[finding.kind],
-        finding_sites=[hd.sr.FindingSite(anatomic_location=KIDNEY, laterality=LATERALITY[finding.side])],
+        finding_type=finding.label_class.property_type,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=KIDNEY_REGION, laterality=LATERALITY[finding.side])],
         measurements=[
             hd.sr.Measurement(name=VOLUME, value=round(m.volume_ml, 3), unit=MILLILITRE),
             hd.sr.Measurement(name=MEAN_ATTENUATION, value=round(finding.mean_hu, 1), unit=HOUNSFIELD,

@@ -1,20 +1,29 @@
 """The model package contract (DESIGN.md): one folder holding the nnU-Net trained-model folder and
 a `model.json` card. The training workspace writes it (training/export.py); the app loads any such
-folder. `load_model_package` checks that the card and the folder agree before anything runs."""
+folder. `load_model_package` checks that the card and the folder agree before anything runs.
+
+The card's `labels` give the catalogue key (renalnode/labels.py) of each value the network
+outputs, so a model trained with another label layout (KiTS-style, TotalSegmentator-style) is
+packaged without retraining: several values may name one class (left and right kidney), values of
+other structures name "background", and every catalogue class must be named, since a report must
+not say "no lesion" from a model that cannot see one."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from renalnode.labels import LABEL_NAMES
+import numpy as np
+
+from renalnode.labels import BACKGROUND, BACKGROUND_KEY, CATALOGUE, LABEL_NAMES
 from renalnode.postprocessing_rules import PostprocessingRules
 
 CARD = "model.json"
 NNUNET_DIR = "nnunet"
 FORMAT = "renalnode-model/1"
 CHECKPOINT = "checkpoint_final.pth"
-EXPECTED_LABELS = {str(value): name for value, name in LABEL_NAMES.items()}
+VALUE_OF_KEY = {key: value for value, key in LABEL_NAMES.items()}
 
 
 class ModelPackageError(ValueError):
@@ -42,10 +51,38 @@ class ModelPackage:
     def version(self) -> str:
         return self.card["version"]
 
+    @cached_property
+    def _catalogue_value_of(self) -> np.ndarray:
+        lookup = np.full(max(int(v) for v in self.card["labels"]) + 1, BACKGROUND, np.uint8)
+        for value, key in self.card["labels"].items():
+            lookup[int(value)] = VALUE_OF_KEY[key]
+        return lookup
+
+    def to_catalogue(self, label: np.ndarray) -> np.ndarray:
+        """The network's label map with renalnode's label values (the same array when they agree)."""
+        lookup = self._catalogue_value_of
+        if np.array_equal(lookup, np.arange(len(lookup))):
+            return label
+        return lookup[label]
+
     @property
     def postprocessing(self) -> PostprocessingRules:
         """The rules the model's cross-validation kept (none for a package that names none)."""
         return PostprocessingRules.from_dict(self.card.get("postprocessing"))
+
+
+def _check_labels(labels, card_path: Path) -> None:
+    if not isinstance(labels, dict) or not all(isinstance(v, str) and v.isdigit() and int(v) < 256 for v in labels):
+        raise ModelPackageError(f"{card_path}: labels must map the network's values (0-255, as strings) to "
+                                f"catalogue keys, not {labels!r}")
+    unknown = sorted(set(labels.values()) - set(VALUE_OF_KEY))
+    if unknown:
+        raise ModelPackageError(f"{card_path}: labels name {unknown}; the catalogue has {sorted(VALUE_OF_KEY)}")
+    missing = [c.key for c in CATALOGUE if c.key not in labels.values()]
+    if missing:
+        raise ModelPackageError(f"{card_path}: labels name no value for {missing}")
+    if labels.get("0", BACKGROUND_KEY) != BACKGROUND_KEY:
+        raise ModelPackageError(f"{card_path}: label 0 must be background, as nnU-Net requires")
 
 
 def folds_with_checkpoint(model_dir: Path) -> list[int]:
@@ -68,8 +105,7 @@ def load_model_package(path: Path) -> ModelPackage:
         raise ModelPackageError(f"{card_path} lacks {missing}")
     if card["format"] != FORMAT:
         raise ModelPackageError(f"{card_path}: format {card['format']!r} is not {FORMAT!r}")
-    if card["labels"] != EXPECTED_LABELS:
-        raise ModelPackageError(f"{card_path}: labels {card['labels']} differ from the contract {EXPECTED_LABELS}")
+    _check_labels(card["labels"], card_path)
     nnunet = path / NNUNET_DIR
     for name in ("plans.json", "dataset.json"):
         if not (nnunet / name).is_file():
@@ -78,8 +114,11 @@ def load_model_package(path: Path) -> ModelPackage:
     if plans.get("plans_name") != card["plans"]:
         raise ModelPackageError(f"{path}: plans.json is {plans.get('plans_name')!r}, the card says {card['plans']!r}")
     dataset_labels = json.loads((nnunet / "dataset.json").read_text()).get("labels", {})
-    if {str(v): k for k, v in dataset_labels.items()} != EXPECTED_LABELS:
-        raise ModelPackageError(f"{path}: dataset.json labels {dataset_labels} differ from the contract")
+    if any(not isinstance(v, int) for v in dataset_labels.values()):
+        raise ModelPackageError(f"{path}: dataset.json has region-based labels, which renalnode does not map")
+    if sorted(dataset_labels.values()) != sorted(int(v) for v in card["labels"]):
+        raise ModelPackageError(f"{path}: dataset.json label values {sorted(dataset_labels.values())} are not "
+                                f"the card's {sorted(int(v) for v in card['labels'])}")
     try:
         PostprocessingRules.from_dict(card.get("postprocessing"))
     except (TypeError, ValueError) as exc:

@@ -100,10 +100,9 @@ def phantom_set(tmp_path_factory) -> Path:
 def seg_class_map(seg, slices) -> tuple[np.ndarray, dict[int, int]]:
     """A highdicom SEG read back on the CT's slices (volume order) as segment numbers, and each
     segment's class (renalnode.labels) from its segmented property type."""
-    from operators.seg_writer import CYST, KIDNEY, NEOPLASM
-    from renalnode import labels
+    from renalnode.labels import CATALOGUE
 
-    class_of_property = {KIDNEY.value: labels.KIDNEY, NEOPLASM.value: labels.SOLID_MASS, CYST.value: labels.CYST}
+    class_of_property = {c.property_type.value: c.value for c in CATALOGUE}
     numbers = seg.get_pixels_by_source_instance([ds.SOPInstanceUID for ds in slices], combine_segments=True,
                                                  skip_overlap_checks=False)
     classes = {n: class_of_property[seg.get_segment_description(n).segmented_property_type.value]

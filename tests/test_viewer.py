@@ -21,7 +21,7 @@ from conftest import phantom_volume_and_label, seg_class_map
 from deploy.local_services import ORTHANC_AET, LocalNode, LocalOrthanc, LocalViewer, free_port, wait_until
 from deploy.viewer.browser import OhifStudy
 from deploy.viewer.fetch import OHIF_DIST
-from operators.seg_writer import COLOURS
+from renalnode.labels import CLASS_OF_KEY
 from renalnode import labels
 from renalnode.measurements import voxel_centres_mm
 
@@ -73,7 +73,7 @@ def overlay_colour(picture, xy: tuple[float, float]) -> np.ndarray:
 
 def tinted(rgb: np.ndarray, kind: str) -> bool:
     """The pixel leans clearly towards the class colour (drawn half transparent over grey CT)."""
-    colour = np.asarray(COLOURS[kind], dtype=float)
+    colour = np.asarray(CLASS_OF_KEY[kind].colour, dtype=float)
     grey = np.full(3, rgb.mean())
     return float(np.dot(rgb - grey, colour - colour.mean())) > 40 * np.linalg.norm(colour - colour.mean())
 
@@ -115,10 +115,10 @@ def test_seg_overlay_lies_where_the_truth_is(viewer, browser, phantom_cases, pos
     assert "report (PDF)" in series["DOC"] and "measurements" in series["SR"] and "segmentation" in series["SEG"]
     (segmentation,) = study.load_seg()                                  # one segmentation ...
     segments = {s["label"]: s["color"] for s in segmentation["segments"]}
-    assert segments["Right kidney"] == segments["Left kidney"] == list(COLOURS["kidney"])   # ... labelled, coloured
+    assert segments["Right kidney"] == segments["Left kidney"] == list(CLASS_OF_KEY["kidney"].colour)   # ... labelled, coloured
     for label, colour in segments.items():
         kind = "kidney" if "kidney" in label else "solid_mass" if label.startswith("Solid mass") else "cyst"
-        assert colour == list(COLOURS[kind]), label
+        assert colour == list(CLASS_OF_KEY[kind].colour), label
     assert len(segments) == len(classes)
 
     for name, index, kind in (("kidney", kidney, "kidney"), ("lesion", lesion, KIND[lesion_class])):

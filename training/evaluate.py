@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from renalnode.ensemble import EnsemblePredictor
+from renalnode.labels import CATALOGUE
 from renalnode.model_package import folds_with_checkpoint
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.dataset_import.sources import phantom_cases
@@ -28,8 +29,8 @@ from training.profiles import PROFILES
 from training.run import model_folder
 from training.workspace import Workspace
 
-ROWS = (("kidney", "Kidney"), ("solid_mass", "Solid renal masses"), ("cyst", "Renal cysts"))
-LESION_ROWS = (("solid_mass", "Solid renal masses"), ("cyst", "Renal cysts"), ("any_lesion", "Any lesion"))
+ROWS = tuple((c.key, c.evaluation_name) for c in CATALOGUE)
+LESION_ROWS = tuple(row for row, c in zip(ROWS, CATALOGUE) if c.is_lesion) + (("any_lesion", "Any lesion"),)
 SPLITS = (("cross_validation", "Cross-validation (nnU-Net validation predictions of every fold)"),
           ("test", "Held-out test split (ensemble of the folds, probabilities averaged)"),
           ("shifted", "Shifted test set (acquisition outside the training ranges; ensemble of the folds)"))

@@ -20,9 +20,9 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from training.dataset_import.writer import CaseImportError, LabelledCase
-from renalnode.labels import CYST as LABEL_CYST, KIDNEY as LABEL_KIDNEY, SOLID_MASS as LABEL_SOLID_MASS
+from renalnode.labels import CATALOGUE, KIDNEY as LABEL_KIDNEY
 
-LABEL_OF_PROPERTY_TYPE = {"64033007": LABEL_KIDNEY, "108369006": LABEL_SOLID_MASS, "367643001": LABEL_CYST}
+LABEL_OF_PROPERTY_TYPE = {c.property_type.value: c.value for c in CATALOGUE}
 
 
 def case_id_of(series_uid: str) -> str:
