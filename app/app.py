@@ -29,12 +29,13 @@ from operators.nnunet_ensemble import NnunetEnsembleOperator
 from operators.pdf_report import PdfReportOperator
 from operators.postprocessing import PostprocessingOperator
 from operators.seg_writer import SegWriterOperator
-from operators.series_selection import DEFAULT_RULES, SelectionRules, SeriesSelectionOperator
+from operators.series_selection import SelectionRules, SeriesSelectionOperator
 from operators.sr_writer import SrWriterOperator
 from operators.study_loader import StudyLoaderOperator
 from renalnode.model_package import find_model_package
 from renalnode.privacy import identifiers_in, redact
 from renalnode.run_record import COMPLETED, FAILED, RECORD_NAME, RUNNING, RunRecord
+from renalnode.series_eligibility import DEFAULT_SERIES_RULES
 
 log = logging.getLogger("renalnode.app")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
@@ -54,7 +55,7 @@ class AppSettings:
     """What a site may tune without code. Environment: RENALNODE_SERIES_RULES (a rules file),
     RENALNODE_TILE_STEP_SIZE (sliding-window step as a fraction of the patch, 0 < s <= 1; smaller is
     slower and smoother), RENALNODE_MIRRORING (test-time mirroring, 1 or 0)."""
-    series_rules: Path = DEFAULT_RULES
+    series_rules: Path = DEFAULT_SERIES_RULES
     tile_step_size: float = 0.5
     use_mirroring: bool = True
 
@@ -65,7 +66,7 @@ class AppSettings:
     @classmethod
     def from_environment(cls) -> "AppSettings":
         env = os.environ
-        return cls(series_rules=Path(env.get("RENALNODE_SERIES_RULES", DEFAULT_RULES)),
+        return cls(series_rules=Path(env.get("RENALNODE_SERIES_RULES", DEFAULT_SERIES_RULES)),
                    tile_step_size=float(env.get("RENALNODE_TILE_STEP_SIZE", 0.5)),
                    use_mirroring=_flag(env.get("RENALNODE_MIRRORING", "1")))
 

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from deploy.orthanc.configure import with_series_rule
+from renalnode.series_eligibility import DEFAULT_SERIES_RULES
+
 ROOT = Path(__file__).resolve().parents[1]
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGINS = Path("/usr/share/orthanc/plugins")
@@ -73,9 +76,11 @@ def start_logged(command: list[str], log_path: Path, ready, what: str, timeout: 
 
 
 class LocalOrthanc:
-    """Orthanc with its own storage; `node_port` makes the node a modality and turns auto-routing on."""
+    """Orthanc with its own storage; `node_port` makes the node a modality and turns auto-routing on,
+    by the series rule of `series_rules`."""
 
-    def __init__(self, folder: Path, node_port: int | None = None, extra: dict | None = None):
+    def __init__(self, folder: Path, node_port: int | None = None, extra: dict | None = None,
+                 series_rules: Path = DEFAULT_SERIES_RULES):
         self.folder = Path(folder)
         self.http_port, self.dicom_port = free_port(), free_port()
         self.aet = ORTHANC_AET
@@ -89,6 +94,7 @@ class LocalOrthanc:
             self.config["DicomModalities"]["renalnode"] = [NODE_AET, "127.0.0.1", node_port]
             self.config["Plugins"].append(str(PLUGINS / "libOrthancPython.so"))
             self.config["PythonScript"] = str(AUTOROUTING)
+            self.config = with_series_rule(self.config, series_rules)
         self.config.update(extra or {})
         self.process = None
 

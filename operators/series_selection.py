@@ -2,12 +2,12 @@
 
 `select_series` checks every series against the rules and returns the best one with the reason
 every other series was passed over, so a study with no suitable series ends with a logged
-reason instead of an error. The rules and the ranking are documented in app/series_rules.yaml.
+reason instead of an error. The rules and the ranking are documented in renalnode/series_rules.yaml,
+whose eligibility part (is this an abdominal CT?) the node's routing and Orthanc read too.
 """
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,46 +19,37 @@ from pydicom import Dataset
 
 from operators.recording import RecordingOperator
 from renalnode.run_record import NO_SUITABLE_SERIES
+from renalnode.series_eligibility import DEFAULT_SERIES_RULES, SeriesEligibility
 
 log = logging.getLogger("renalnode.app")
-
-DEFAULT_RULES = Path(__file__).resolve().parents[1] / "app" / "series_rules.yaml"
 
 
 @dataclass(frozen=True)
 class SelectionRules:
-    modality: str
+    eligibility: SeriesEligibility
     sop_classes: tuple[str, ...]
-    body_parts: tuple[str, ...]
-    description_patterns: tuple[str, ...]
     exclude_image_types: tuple[str, ...]
-    exclude_description_patterns: tuple[str, ...]
     max_tilt_from_axial_degrees: float
     slice_thickness_mm: tuple[float, float]
     min_slices: int
     preferred_thickness_mm: float
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_RULES) -> "SelectionRules":
-        data = yaml.safe_load(Path(path).read_text())
+    def load(cls, path: Path = DEFAULT_SERIES_RULES) -> "SelectionRules":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        eligibility = SeriesEligibility.from_rules(data, path)
         try:
-            rules = cls(
-                modality=str(data["modality"]),
+            return cls(
+                eligibility=eligibility,
                 sop_classes=tuple(map(str, data["sop_classes"])),
-                body_parts=tuple(str(b).upper() for b in data["body_parts"]),
-                description_patterns=tuple(data["description_patterns"]),
                 exclude_image_types=tuple(str(t).upper() for t in data["exclude_image_types"]),
-                exclude_description_patterns=tuple(data["exclude_description_patterns"]),
                 max_tilt_from_axial_degrees=float(data["max_tilt_from_axial_degrees"]),
                 slice_thickness_mm=(float(data["slice_thickness_mm"][0]), float(data["slice_thickness_mm"][1])),
                 min_slices=int(data["min_slices"]),
                 preferred_thickness_mm=float(data["preferred_thickness_mm"]),
             )
-            for pattern in rules.description_patterns + rules.exclude_description_patterns:
-                re.compile(pattern)
-        except (KeyError, TypeError, IndexError, re.error) as exc:
+        except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"series rules {path}: {exc!r}") from None
-        return rules
 
 
 @dataclass(frozen=True)
@@ -74,24 +65,16 @@ def _text(ds: Dataset, keyword: str) -> str:
 def rejection(headers: Sequence[Dataset], rules: SelectionRules) -> str | None:
     """Why a series (its instances' headers) does not qualify, or None when it does."""
     first = headers[0]
-    if _text(first, "Modality") != rules.modality:
-        return f"modality {_text(first, 'Modality') or 'missing'} is not {rules.modality}"
+    refusal = rules.eligibility.refusal(*(_text(first, k) for k in (
+        "Modality", "BodyPartExamined", "SeriesDescription", "StudyDescription")))
+    if refusal:
+        return refusal
     if _text(first, "SOPClassUID") not in rules.sop_classes:
         return f"SOP class {_text(first, 'SOPClassUID')} is not an image class the rules accept"
     image_type = {str(v).upper() for v in getattr(first, "ImageType", [])}
     excluded = sorted(image_type & set(rules.exclude_image_types))
     if excluded:
         return f"image type {'/'.join(excluded)} is excluded"
-    descriptions = " ".join(_text(first, k) for k in ("SeriesDescription", "StudyDescription"))
-    for pattern in rules.exclude_description_patterns:
-        if re.search(pattern, _text(first, "SeriesDescription")):
-            return f"series description matches excluded pattern {pattern!r}"
-    body_part = _text(first, "BodyPartExamined").upper()
-    if body_part:
-        if body_part not in rules.body_parts:
-            return f"body part {body_part} is not abdomen"
-    elif not any(re.search(p, descriptions) for p in rules.description_patterns):
-        return "no body part, and no description that names the abdomen"
     try:
         orientation = np.array(first.ImageOrientationPatient, float).reshape(2, 3)
     except (AttributeError, ValueError):

@@ -1,15 +1,17 @@
 """Orthanc auto-routing to renalnode (orthanc-python plugin; runs inside Orthanc's own Python, so it
 uses the standard library only).
 
-When a series becomes stable (no new instance for Orthanc's StableAge), it is sent to the node if it
-is an abdominal CT, by C-STORE to the modality the configuration names. Only CT is ever routed, and
-the node's results are SEG, SR and DOC (the PDF), so nothing it sends back can loop. Settings in
-Orthanc's configuration:
+When a series becomes stable (no new instance for Orthanc's StableAge), it is sent to the node if
+renalnode's series rules call it an abdominal CT, by C-STORE to the modality the configuration
+names. The rule is renalnode/series_rules.yaml, rendered into Orthanc's configuration by
+`python -m deploy.orthanc.configure` (the same rule the node's routing and the app apply; one test
+feeds the same series to all three). Only CT is ever routed, and the node's results are SEG, SR
+and DOC (the PDF), so nothing it sends back can loop. Settings in Orthanc's configuration:
 
     "Renalnode": {
       "Modality": "renalnode",                      // a key of DicomModalities
-      "BodyParts": ["ABDOMEN", "ABDOMENPELVIS", ...],
-      "DescriptionPatterns": ["(?i)abd", ...]       // used when BodyPartExamined is empty
+      "Series": {"Modality": "CT", "BodyParts": [...], "DescriptionPatterns": [...],
+                 "ExcludeDescriptionPatterns": [...]}
     }
 """
 import json
@@ -17,38 +19,50 @@ import re
 
 import orthanc
 
-DEFAULTS = {"Modality": "renalnode",
-            "BodyParts": ["ABDOMEN", "ABDOMENPELVIS", "ABDOMEN_PELVIS", "CHEST_ABDOMEN_PELVIS", "KIDNEY", "RENAL"],
-            "DescriptionPatterns": ["(?i)abd", "(?i)pelvi", "(?i)renal", "(?i)kidney", "(?i)urogra"]}
+SERIES_KEYS = ("Modality", "BodyParts", "DescriptionPatterns", "ExcludeDescriptionPatterns")
 
 
 def settings():
+    """The node's modality and the series rule; None (and an error in Orthanc's log) when the
+    configuration lacks them: routing nothing is safer than routing by a guess."""
     configured = json.loads(orthanc.GetConfiguration()).get("Renalnode", {})
-    return {key: configured.get(key, value) for key, value in DEFAULTS.items()}
+    series = configured.get("Series", {})
+    missing = [key for key in SERIES_KEYS if key not in series]
+    if "Modality" not in configured or missing:
+        orthanc.LogError("renalnode: Renalnode.Modality or Renalnode.Series %s missing from Orthanc's configuration "
+                         "(render it with python -m deploy.orthanc.configure): nothing is routed" % missing)
+        return None
+    return configured
 
 
-def should_route(tags, study_tags, config):
-    """(True, '') to route, or (False, why not)."""
+def refusal(tags, study_tags, rule):
+    """Why the series is not routed, or None to route it (renalnode/series_eligibility.py's rule)."""
     modality = tags.get("Modality", "")
-    if modality != "CT":
-        return False, "modality %s" % (modality or "missing")
+    if modality.upper() != rule["Modality"]:
+        return "modality %s is not %s" % (modality or "missing", rule["Modality"])
+    series_description = tags.get("SeriesDescription", "")
+    for pattern in rule["ExcludeDescriptionPatterns"]:
+        if re.search(pattern, series_description):
+            return "series description matches excluded pattern %r" % pattern
     body_part = tags.get("BodyPartExamined", "").upper()
     if body_part:
-        return (body_part in config["BodyParts"]), "body part %s" % body_part
-    text = "%s %s" % (tags.get("SeriesDescription", ""), study_tags.get("StudyDescription", ""))
-    if any(re.search(pattern, text) for pattern in config["DescriptionPatterns"]):
-        return True, ""
-    return False, "no body part, description does not name the abdomen"
+        return None if body_part in rule["BodyParts"] else "body part %s is not abdomen" % body_part
+    text = "%s %s" % (series_description, study_tags.get("StudyDescription", ""))
+    if not any(re.search(pattern, text) for pattern in rule["DescriptionPatterns"]):
+        return "no body part, and no description that names the abdomen"
+    return None
 
 
 def on_change(change_type, level, resource_id):
     if change_type != orthanc.ChangeType.STABLE_SERIES:
         return
+    config = settings()
+    if config is None:
+        return
     series = json.loads(orthanc.RestApiGet("/series/%s" % resource_id))
     study = json.loads(orthanc.RestApiGet("/studies/%s" % series["ParentStudy"]))
-    config = settings()
-    route, why = should_route(series["MainDicomTags"], study["MainDicomTags"], config)
-    if not route:
+    why = refusal(series["MainDicomTags"], study["MainDicomTags"], config["Series"])
+    if why:
         orthanc.LogInfo("renalnode: series %s not routed (%s)" % (resource_id, why))
         return
     orthanc.RestApiPost("/modalities/%s/store" % config["Modality"],
