@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools chr
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages viewer test phantoms demo-model clean-venv map demo
+.PHONY: setup system-packages viewer lint test phantoms demo-model clean-venv map demo
 
 setup: system-packages $(VENV)/.installed viewer
 
@@ -33,7 +33,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-test: setup
+# ruff over the repository, mypy over the core, the app and the node (settings in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy renalnode app operators deploy
+
+test: setup lint
 	$(PY) -m pytest
 
 # Example: make phantoms OUT=/tmp/phantoms CASES=3

@@ -64,7 +64,7 @@ class AppSettings:
             raise ValueError(f"tile step size {self.tile_step_size} is not in (0, 1]")
 
     @classmethod
-    def from_environment(cls) -> "AppSettings":
+    def from_environment(cls) -> AppSettings:
         env = os.environ
         return cls(series_rules=Path(env.get("RENALNODE_SERIES_RULES", DEFAULT_SERIES_RULES)),
                    tile_step_size=float(env.get("RENALNODE_TILE_STEP_SIZE", 0.5)),

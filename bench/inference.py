@@ -24,17 +24,17 @@ os.environ.setdefault("nnUNet_n_proc_DA", "0")
 os.environ.setdefault("nnUNet_def_n_proc", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import SimpleITK as sitk
+import torch
 
-from app.app import DEFAULT_MODEL, AppSettings, run_study  # noqa: E402
-from operators.ct_volume import series_to_volume  # noqa: E402
-from operators.study_loader import read_study  # noqa: E402
-from renalnode.ensemble import EnsemblePredictor  # noqa: E402
-from renalnode.model_package import find_model_package, load_model_package  # noqa: E402
-from renalnode.orientation import canonical  # noqa: E402
-from renalnode.nnunet_trainers import TRAINERS_DIR  # noqa: E402
+from app.app import DEFAULT_MODEL, AppSettings, run_study
+from operators.ct_volume import series_to_volume
+from operators.study_loader import read_study
+from renalnode.ensemble import EnsemblePredictor
+from renalnode.model_package import find_model_package, load_model_package
+from renalnode.nnunet_trainers import TRAINERS_DIR
+from renalnode.orientation import canonical
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.local_services import NODE_AET, LocalNode, LocalOrthanc, free_port, store_folder  # noqa: E402
+from deploy.local_services import NODE_AET, LocalNode, LocalOrthanc, free_port, store_folder
 
 SENDER = "BENCH"
 

@@ -102,7 +102,7 @@ class LocalOrthanc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> "LocalOrthanc":
+    def start(self) -> LocalOrthanc:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "orthanc.json").write_text(json.dumps(self.config, indent=1))
         self.process = start_logged([ORTHANC, str(self.folder / "orthanc.json")], self.folder / "orthanc.log",
@@ -184,7 +184,7 @@ class LocalNode:
     def journal_url(self) -> str:
         return f"sqlite:///{self.folder / 'spool' / 'journal.sqlite'}"
 
-    def start(self) -> "LocalNode":
+    def start(self) -> LocalNode:
         env = dict(os.environ, nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", **self.env)
         self.process = start_logged([sys.executable, "-m", "renalnode", "serve", "--config", str(self.config)],
                                     self.folder / "node.log", self._listening, "the node to listen", 120,
@@ -213,7 +213,7 @@ class LocalViewer:
     def study_url(self, study_uid: str) -> str:
         return f"{self.url}/viewer?StudyInstanceUIDs={study_uid}"
 
-    def start(self) -> "LocalViewer":
+    def start(self) -> LocalViewer:
         self.process = start_logged([sys.executable, "-m", "deploy.viewer", "--orthanc", self.orthanc_url, "--port",
                                      str(self.port)], self.folder / "viewer.log",
                                     lambda: answers(f"{self.url}/app-config.js"), "the viewer server", cwd=ROOT)

@@ -8,8 +8,8 @@ own rescale; compressed transfer syntaxes are decoded by pydicom's plugins.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -33,9 +33,9 @@ def _geometry(ds: Dataset) -> tuple[np.ndarray, np.ndarray, tuple[float, float],
     try:
         orientation = np.array(ds.ImageOrientationPatient, float).reshape(2, 3)
         position = np.array(ds.ImagePositionPatient, float)
-        spacing = tuple(float(v) for v in ds.PixelSpacing)
+        spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
         size = (int(ds.Rows), int(ds.Columns))
-    except (AttributeError, ValueError) as exc:
+    except (AttributeError, ValueError, IndexError, TypeError) as exc:
         raise VolumeError(f"slice without complete image plane attributes: {exc}") from None
     return orientation, position, spacing, size
 

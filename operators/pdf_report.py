@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -19,19 +19,20 @@ from holoscan.core import OperatorSpec
 from PIL import Image
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Image as FlowImage, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Image as FlowImage
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from operators.postprocessing import Finding, StudyFindings, segment_map
 from operators.recording import RecordingOperator
 from operators.seg_writer import output_uids
 from renalnode import __version__
 
-ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+ENCAPSULATED_PDF_STORAGE = UID("1.2.840.10008.5.1.4.1.1.104.1")
 PDF_SERIES_NUMBER = 9903
 PDF_SERIES_DESCRIPTION = "renalnode kidney and renal lesion report (PDF)"
 NOTICE = ("NOT FOR DIAGNOSTIC USE. Automatic segmentation by research software; every finding must be "
@@ -90,7 +91,8 @@ def render_pdf(findings: Sequence[Finding], key_images: Sequence[Image.Image], m
              Spacer(1, 4 * mm)]
     rows = [["Finding", "Type", "Side", "Volume (ml)", "Mean (HU)", "Max. diameter (mm)"]]
     for f in findings:
-        rows.append([f.name, f.label_class.display_name.capitalize(), f.side, f"{f.measurement.volume_ml:.1f}", f"{f.mean_hu:.0f}",
+        rows.append([f.name, f.label_class.display_name.capitalize(), f.side, f"{f.measurement.volume_ml:.1f}",
+                     f"{f.mean_hu:.0f}",
                      f"{f.measurement.max_diameter_mm:.1f}"])
     if len(rows) == 1:
         rows.append(["No kidney or renal lesion found", "", "", "", "", ""])
@@ -114,7 +116,7 @@ def encapsulate_pdf(pdf: bytes, source: Dataset, model_name: str, model_version:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
-    ds.file_meta.MediaStorageSOPInstanceUID = instance_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(instance_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.SpecificCharacterSet = source.get("SpecificCharacterSet", "ISO_IR 100")
@@ -161,6 +163,6 @@ class PdfReportOperator(RecordingOperator):
             pictures = [key_images.through(n) for n in range(len(study.findings))]
             pdf = render_pdf(study.findings, pictures, study.model.name, study.model.version, source)
             for finding, picture in zip(study.findings, pictures):
-                self.record.save_key_image(finding.name, png_bytes(picture), self.output_folder)
+                self.record.save_key_image(finding.name, png_bytes(picture), self.results_folder())
             self.record.save_output("PDF", encapsulate_pdf(pdf, source, study.model.name, study.model.version),
-                                    self.output_folder)
+                                    self.results_folder())

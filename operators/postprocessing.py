@@ -15,8 +15,8 @@ below what the report's readers act on (the smallest lesion of interest is about
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -26,10 +26,16 @@ from scipy import ndimage
 from operators.ct_volume import CTVolume
 from operators.recording import RecordingOperator
 from renalnode import labels
-from renalnode.model_package import ModelPackage
 from renalnode.measurements import ObjectMeasurement, measure, voxel_centres_mm
-from renalnode.postprocessing_rules import (CONNECTIVITY, PostprocessingRules, apply_rules, body_midline_x,
-                                            components, drop_small_lesions)
+from renalnode.model_package import ModelPackage
+from renalnode.postprocessing_rules import (
+    CONNECTIVITY,
+    PostprocessingRules,
+    apply_rules,
+    body_midline_x,
+    components,
+    drop_small_lesions,
+)
 
 MIN_LESION_ML = 0.05
 MIN_KIDNEY_FRAGMENT_ML = 1.0

@@ -14,3 +14,9 @@ class RecordingOperator(Operator):
         self.record = record
         self.output_folder = Path(output_folder) if output_folder is not None else None
         super().__init__(fragment, *args, **kwargs)
+
+    def results_folder(self) -> Path:
+        """Where a writer puts its result objects."""
+        if self.output_folder is None:
+            raise ValueError(f"{type(self).__name__} writes results but was given no output folder")
+        return self.output_folder

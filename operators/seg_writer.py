@@ -1,10 +1,10 @@
 """The DICOM SEG of the findings: highdicom BINARY, one segment per kidney side and per lesion,
 on the source CT's own slices whatever the patient position, with the codes and colours of the
-DESIGN.md contract and UIDs derived from the input series and the model version."""
+docs/architecture.md contract and UIDs derived from the input series and the model version."""
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import highdicom as hd
 from holoscan.core import OperatorSpec
@@ -84,5 +84,5 @@ class SegWriterOperator(RecordingOperator):
             return
         with self.record.stage("seg"):
             seg = write_seg(study.volume.slices, study.findings, study.model.name, study.model.version)
-            self.record.save_output("SEG", seg, self.output_folder)
+            self.record.save_output("SEG", seg, self.results_folder())
         op_output.emit((study, seg), "seg")

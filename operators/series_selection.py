@@ -8,9 +8,9 @@ whose eligibility part (is this an abdominal CT?) the node's routing and Orthanc
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import yaml
@@ -35,7 +35,7 @@ class SelectionRules:
     preferred_thickness_mm: float
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_SERIES_RULES) -> "SelectionRules":
+    def load(cls, path: Path = DEFAULT_SERIES_RULES) -> SelectionRules:
         data = yaml.safe_load(Path(path).read_text()) or {}
         eligibility = SeriesEligibility.from_rules(data, path)
         try:

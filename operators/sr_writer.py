@@ -4,7 +4,7 @@ volume (ml), mean attenuation (HU) and maximum 3D diameter (mm), and its finding
 laterality. UIDs derive from the input series and the model version, as for the SEG."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import highdicom as hd
 from holoscan.core import OperatorSpec
@@ -80,4 +80,4 @@ class SrWriterOperator(RecordingOperator):
         study, seg = op_input.receive("seg")
         with self.record.stage("sr"):
             sr = write_sr(study.volume.slices, seg, study.findings, study.model.name, study.model.version)
-            self.record.save_output("SR", sr, self.output_folder)
+            self.record.save_output("SR", sr, self.results_folder())

@@ -1,5 +1,5 @@
 """Writes that never leave a half-written file under the final name: write a temporary file in the
-same folder, fsync it, rename it over the final name, fsync the folder (DESIGN.md: nothing lost
+same folder, fsync it, rename it over the final name, fsync the folder (docs/architecture.md: nothing lost
 on a crash). Readers see either the old complete file or the new complete file."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One nnU-Net predictor per process: loads a trained-model folder once and segments many volumes
-in memory (no temporary files, no worker pools: DESIGN.md "In-process inference").
+in memory (no temporary files, no worker pools: docs/architecture.md, "In-process inference").
 
 The folds are combined by averaging their softmax probabilities. nnU-Net's own predictor
 averages logits instead, which lets one confident fold outvote the others; here each fold's
@@ -14,9 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from renalnode.orientation import back_to_grid, canonical
 from renalnode.nnunet_trainers import TRAINERS_DIR
-
+from renalnode.orientation import back_to_grid, canonical
 
 SOFTMAX_SLAB = 16  # slices (first spatial axis) turned into probabilities at once
 
@@ -39,7 +38,7 @@ def _probability_averaging_predictor_class():
         def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
             """Log of the folds' mean softmax: nnU-Net's later steps (resampling, argmax, softmax)
             then work on the averaged probabilities exactly."""
-            total = None
+            total: torch.Tensor | None = None
             for params in self.list_of_parameters:
                 network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
                 network.load_state_dict(params)
@@ -52,6 +51,8 @@ def _probability_averaging_predictor_class():
                     slab = slice(start, start + SOFTMAX_SLAB)
                     total[:, slab] += torch.softmax(logits[:, slab].float(), 0).cpu()
                 del logits
+            if total is None:
+                raise ValueError("the predictor holds no fold")
             return total.div_(len(self.list_of_parameters)).clamp_(min=1e-12).log_()
 
     return ProbabilityAveragingPredictor

@@ -50,5 +50,5 @@ def measure(mask: np.ndarray, geometry: sitk.Image) -> ObjectMeasurement:
         raise ValueError("cannot measure an empty mask")
     points = voxel_centres_mm(indices, geometry)
     voxel_ml = float(np.prod(geometry.GetSpacing())) / 1000.0
-    return ObjectMeasurement(len(indices), len(indices) * voxel_ml, tuple(float(c) for c in points.mean(axis=0)),
-                             max_diameter_mm(points))
+    x, y, z = (float(c) for c in points.mean(axis=0))
+    return ObjectMeasurement(len(indices), len(indices) * voxel_ml, (x, y, z), max_diameter_mm(points))

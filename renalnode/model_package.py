@@ -1,4 +1,4 @@
-"""The model package contract (DESIGN.md): one folder holding the nnU-Net trained-model folder and
+"""The model package contract (docs/architecture.md): one folder holding the nnU-Net trained-model folder and
 a `model.json` card. The training workspace writes it (training/export.py); the app loads any such
 folder. `load_model_package` checks that the card and the folder agree before anything runs.
 

@@ -1,4 +1,4 @@
-"""The one orientation nnU-Net sees (DESIGN.md): nnU-Net ignores direction cosines, so every volume
+"""The one orientation nnU-Net sees (docs/architecture.md): nnU-Net ignores direction cosines, so every volume
 is reoriented to LPS before training import and before inference, and labels predicted on the
 LPS grid are put back on the source image's own grid afterwards."""
 from __future__ import annotations

@@ -45,7 +45,7 @@ class PostprocessingRules:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "PostprocessingRules":
+    def from_dict(cls, values: dict | None) -> PostprocessingRules:
         """Rules from a model card; an unknown rule is an error, never silently skipped."""
         values = dict(values or {})
         unknown = sorted(set(values) - {f.name for f in fields(cls)})

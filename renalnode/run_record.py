@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from pydicom import Dataset
 
@@ -81,5 +81,5 @@ class RunRecord:
         return write_bytes_atomic(Path(folder) / RECORD_NAME, json.dumps(self.as_dict(), indent=2).encode())
 
     @classmethod
-    def read(cls, folder: Path) -> "RunRecord":
+    def read(cls, folder: Path) -> RunRecord:
         return cls(**json.loads((Path(folder) / RECORD_NAME).read_text()))

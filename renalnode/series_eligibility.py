@@ -26,7 +26,7 @@ class SeriesEligibility:
     exclude_description_patterns: tuple[str, ...]
 
     @classmethod
-    def from_rules(cls, data: dict, source: Path | str) -> "SeriesEligibility":
+    def from_rules(cls, data: dict, source: Path | str) -> SeriesEligibility:
         """The eligibility keys of a parsed series rules file."""
         try:
             rule = cls(modality=str(data["modality"]).upper(),
@@ -40,7 +40,7 @@ class SeriesEligibility:
         return rule
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_SERIES_RULES) -> "SeriesEligibility":
+    def load(cls, path: Path = DEFAULT_SERIES_RULES) -> SeriesEligibility:
         return cls.from_rules(yaml.safe_load(Path(path).read_text()) or {}, path)
 
     def refusal(self, modality: str, body_part: str, series_description: str, study_description: str) -> str | None:

@@ -14,13 +14,19 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from conftest import (
+    copy_series,
+    dciodvfy_errors,
+    lesion_components,
+    load_truth,
+    phantom_volume_and_label,
+    seg_class_map,
+)
 from PIL import Image
 from pydicom.data import get_testdata_file
 
 import operators.nnunet_ensemble as ensemble
 from app.app import AppSettings, run_study
-from conftest import (copy_series, dciodvfy_errors, lesion_components, load_truth, phantom_volume_and_label,
-                      seg_class_map)
 from operators.postprocessing import find_findings
 from operators.sr_writer import VOLUME
 from renalnode import labels
@@ -74,7 +80,7 @@ def test_end_to_end(phantom_cases, tmp_path, position):
     assert set(kidneys) == {"right", "left"}
     midline = (kidneys["right"] + kidneys["left"]) / 2
     truth_lesions = lesion_components(truth)
-    for n, finding in enumerate(findings, start=1):
+    for finding in findings:
         expected_side = "right" if finding.measurement.centroid_mm[0] < midline else "left"
         assert finding.side == expected_side, finding.name
         overlapping = [m for _, m in truth_lesions if (m & finding.mask).any()]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from conftest import phantom_volume_and_label
 
 import operators.nnunet_ensemble as ensemble
-from conftest import phantom_volume_and_label
 from renalnode.ensemble import EnsemblePredictor
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"

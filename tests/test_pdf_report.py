@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-
 from conftest import dciodvfy_errors, load_truth, phantom_volume_and_label
+
 from operators.pdf_report import NOTICE, KeyImages, encapsulate_pdf, render_pdf
 from operators.postprocessing import find_findings
 

@@ -10,13 +10,14 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from conftest import PHANTOM_SEED, lesion_components, load_truth
 from scipy import ndimage
 
-from conftest import PHANTOM_SEED, lesion_components, load_truth
 from training.phantom.acquisition import FULL_SLICE_THICKNESSES, SMALL_SLICE_THICKNESSES, sample_acquisition
 from training.phantom.generate import make_case, write_case
 from training.phantom.scanner import NOISE_HU, PSF_FWHM_MM, sample_reconstruction
-from training.phantom.tissues import HU_MODEL, PHASES, Tissue as T
+from training.phantom.tissues import HU_MODEL, PHASES
+from training.phantom.tissues import Tissue as T
 
 # Seeds whose first small case is in each contrast phase (asserted).
 PHASE_SEEDS = {"corticomedullary": 1, "non_contrast": 6, "excretory": 14, "nephrographic": PHANTOM_SEED}

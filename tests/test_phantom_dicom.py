@@ -5,9 +5,8 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
-
 from conftest import dciodvfy_errors, load_truth, read_dicom_series
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 SYNTAXES = {"explicit": ExplicitVRLittleEndian, "jpegls": JPEGLSLossless, "rle": RLELossless}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import lesion_components, load_truth, read_dicom_series
 
 POSITIONS = ["HFS", "FFS", "HFP", "FFP"]

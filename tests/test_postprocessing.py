@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import load_truth, phantom_volume_and_label
+
 from operators.postprocessing import MIN_LESION_ML, find_findings
 
 
@@ -41,7 +41,7 @@ def test_tiny_components_are_removed(phantom_cases):
     voxel_ml = float(np.prod(ct.GetSpacing())) / 1000
     assert voxel_ml < MIN_LESION_ML  # one voxel is below the limit
     kidney_voxel = tuple(np.argwhere(label == 1)[0])
-    speck_in_kidney = tuple(np.argwhere((label == 1))[len(np.argwhere(label == 1)) // 2])
+    speck_in_kidney = tuple(np.argwhere(label == 1)[len(np.argwhere(label == 1)) // 2])
     noisy = label.copy()
     noisy[speck_in_kidney] = 3            # one-voxel "cyst" inside the kidney: becomes kidney
     noisy[2, 2, 2] = 2                     # one-voxel "mass" in the air: becomes background

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import lesion_components
 from scipy import ndimage
 
-from conftest import lesion_components
-from renalnode import labels
 from operators.postprocessing import find_findings
+from renalnode import labels
 from renalnode.model_package import ModelPackageError, load_model_package
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.evaluate import CaseFiles, CaseSet

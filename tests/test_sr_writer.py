@@ -6,8 +6,8 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-
 from conftest import dciodvfy_errors, phantom_volume_and_label
+
 from operators.postprocessing import find_findings
 from operators.seg_writer import write_seg
 from operators.sr_writer import write_sr

@@ -10,9 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.sr.codedict import codes
-
 from conftest import run_renalnode
+from pydicom.sr.codedict import codes
 
 LPS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import run_renalnode
+
 from renalnode.ensemble import EnsemblePredictor
 from renalnode.model_package import ModelPackageError, load_model_package
 
@@ -96,7 +96,8 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert loaded.folds == [0] and loaded.card["trainer"] == "nnUNetTrainerRenalSmoke"
     assert loaded.card["training_data"]["training_cases"] == 5 and loaded.card["training_data"]["test_cases"] == 1
     assert loaded.postprocessing.as_dict() == report["postprocessing"]["rules"]
-    assert loaded.card["shifted_test"]["cases"] == 1 and loaded.card["shifted_test"]["acquisition"]["slice_mm"] == [6, 6]
+    shifted = loaded.card["shifted_test"]
+    assert shifted["cases"] == 1 and shifted["acquisition"]["slice_mm"] == [6, 6]
     curve = loaded.card["learning_curve"]["0"]
     assert [point["epoch"] for point in curve] == [1, 2]  # the smoke trainer's two epochs
     assert all(point["train_loss"] == point["train_loss"] for point in curve)  # numbers, not NaN

@@ -13,16 +13,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import phantom_volume_and_label, seg_class_map
 from dicomweb_client.api import DICOMwebClient
 from highdicom.seg import Segmentation
 from scipy import ndimage
 
-from conftest import phantom_volume_and_label, seg_class_map
 from deploy.local_services import ORTHANC_AET, LocalNode, LocalOrthanc, LocalViewer, free_port, wait_until
 from deploy.viewer.browser import OhifStudy
 from deploy.viewer.fetch import OHIF_DIST
-from renalnode.labels import CLASS_OF_KEY
 from renalnode import labels
+from renalnode.labels import CLASS_OF_KEY
 from renalnode.measurements import voxel_centres_mm
 
 POSITIONS = ("HFS", "FFS", "HFP")
@@ -115,7 +115,8 @@ def test_seg_overlay_lies_where_the_truth_is(viewer, browser, phantom_cases, pos
     assert "report (PDF)" in series["DOC"] and "measurements" in series["SR"] and "segmentation" in series["SEG"]
     (segmentation,) = study.load_seg()                                  # one segmentation ...
     segments = {s["label"]: s["color"] for s in segmentation["segments"]}
-    assert segments["Right kidney"] == segments["Left kidney"] == list(CLASS_OF_KEY["kidney"].colour)   # ... labelled, coloured
+    kidney_colour = list(CLASS_OF_KEY["kidney"].colour)
+    assert segments["Right kidney"] == segments["Left kidney"] == kidney_colour   # ... labelled, coloured
     for label, colour in segments.items():
         kind = "kidney" if "kidney" in label else "solid_mass" if label.startswith("Solid mass") else "cyst"
         assert colour == list(CLASS_OF_KEY[kind].colour), label

@@ -23,7 +23,8 @@ from renalnode.labels import CATALOGUE
 from renalnode.model_package import folds_with_checkpoint
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.dataset_import.sources import phantom_cases
-from training.metrics import AT_LEAST_1CM, SIZE_BINS, Evaluation, __doc__ as METRICS_DOC
+from training.metrics import AT_LEAST_1CM, SIZE_BINS, Evaluation
+from training.metrics import __doc__ as METRICS_DOC
 from training.postprocessing_choice import choose_rules
 from training.profiles import PROFILES
 from training.run import model_folder

@@ -1,4 +1,4 @@
-"""`renalnode train export`: the model package the app loads (contract in DESIGN.md and
+"""`renalnode train export`: the model package the app loads (contract in docs/architecture.md and
 renalnode/model_package.py): nnU-Net's trained-model folder with each fold's final checkpoint,
 and the `model.json` card. Checkpoints keep only what inference reads (weights, trainer name,
 init arguments, mirroring axes), which halves their size; the package is written under a
@@ -104,7 +104,7 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
         if "shifted" in evaluation else None,
         "learning_curve": curves,
         "metric_definitions": evaluation["metric_definitions"],
-        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
     (tmp / "evaluation.md").write_text((folder / "evaluation.md").read_text())

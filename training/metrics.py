@@ -29,7 +29,10 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy import ndimage
 
-from renalnode.labels import CYST as LABEL_CYST, KIDNEY as LABEL_KIDNEY, LABEL_NAMES, SOLID_MASS as LABEL_SOLID_MASS
+from renalnode.labels import CYST as LABEL_CYST
+from renalnode.labels import KIDNEY as LABEL_KIDNEY
+from renalnode.labels import LABEL_NAMES
+from renalnode.labels import SOLID_MASS as LABEL_SOLID_MASS
 from renalnode.measurements import max_diameter_mm
 from renalnode.postprocessing_rules import CONNECTIVITY
 
@@ -51,7 +54,7 @@ class Counts:
     fn: int = 0
     tn: int = 0
 
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> "Counts":
+    def add(self, gt: np.ndarray, pred: np.ndarray) -> Counts:
         tp = int(np.count_nonzero(gt & pred))
         fp = int(np.count_nonzero(pred)) - tp
         fn = int(np.count_nonzero(gt)) - tp
@@ -80,7 +83,7 @@ class Detection:
     predicted: int = 0
     false_positives: int = 0
 
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> "Detection":
+    def add(self, gt: np.ndarray, pred: np.ndarray) -> Detection:
         gt_components, n_gt = ndimage.label(gt, CONNECTIVITY)
         pred_components, n_pred = ndimage.label(pred, CONNECTIVITY)
         both = (gt_components > 0) & (pred_components > 0)
@@ -128,7 +131,7 @@ class SizedDetection:
             d.predicted += 1
             d.false_positives += index not in hit_pred
 
-    def merge(self, other: "SizedDetection") -> None:
+    def merge(self, other: SizedDetection) -> None:
         for name, d in other.bins.items():
             _add_fields(self.bins[name], d)
 
@@ -203,9 +206,10 @@ class Evaluation:
                 touching = touching[touching > 0]
                 if len(touching):
                     predicted = int(sizes[touching].sum())
-                    self.volume_errors[LABEL_NAMES[c]].append(100.0 * (predicted - true_sizes[index]) / true_sizes[index])
+                    true = true_sizes[index]
+                    self.volume_errors[LABEL_NAMES[c]].append(100.0 * (predicted - true) / true)
 
-    def merge(self, other: "Evaluation") -> None:
+    def merge(self, other: Evaluation) -> None:
         for c in CLASSES:
             _add_fields(self.counts[c], other.counts[c])
         for name, d in other.detection.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from renalnode.postprocessing_rules import PostprocessingRules
 from training.metrics import AT_LEAST_1CM

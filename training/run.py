@@ -41,8 +41,7 @@ def model_folder(ws: Workspace, dataset: str, trainer: str, plans: str) -> Path:
 
 def prepare(ws: Workspace, dataset_id: int, plans: str, processes: int, log=sys.stderr) -> str:
     """Fingerprint, plan and preprocess the data set once; returns its name."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
-                                                                      preprocess)
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
 
     dataset = ws.dataset_name(dataset_id)
     folder = ws.preprocessed / dataset

@@ -32,7 +32,7 @@ class Workspace:
     def results(self) -> Path:
         return self.root / "nnUNet_results"
 
-    def activate(self) -> "Workspace":
+    def activate(self) -> Workspace:
         for path in (self.raw, self.preprocessed, self.results):
             path.mkdir(parents=True, exist_ok=True)
         os.environ["nnUNet_raw"] = str(self.raw.resolve())

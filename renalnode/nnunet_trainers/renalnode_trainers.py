@@ -4,10 +4,9 @@ They change only the schedule; loss, augmentation and validation are nnU-Net's o
 are written often so that an interrupted run resumes close to where it stopped.
 """
 import torch
-from torch.optim import AdamW
-
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch.optim import AdamW
 
 
 class _ShortSchedule(nnUNetTrainer):
@@ -46,7 +45,7 @@ class nnUNetTrainerRenalTiny(_ShortSchedule):
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's validation without test-time mirroring, as `renalnode train evaluate` predicts
         the test split on a CPU (8 times faster; the checkpoint still allows mirroring)."""
-        axes = self.inference_allowed_mirroring_axes
+        axes = self.inference_allowed_mirroring_axes  # type: ignore[has-type]  # set untyped by nnU-Net
         self.inference_allowed_mirroring_axes = None
         try:
             super().perform_actual_validation(save_probabilities)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import highdicom as hd
 import numpy as np
@@ -19,8 +19,9 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
+from renalnode.labels import CATALOGUE
+from renalnode.labels import KIDNEY as LABEL_KIDNEY
 from training.dataset_import.writer import CaseImportError, LabelledCase
-from renalnode.labels import CATALOGUE, KIDNEY as LABEL_KIDNEY
 
 LABEL_OF_PROPERTY_TYPE = {c.property_type.value: c.value for c in CATALOGUE}
 

@@ -8,15 +8,15 @@ DICOM CT with DICOM SEG lives in `dicom_seg.py`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import SimpleITK as sitk
 
-from training.dataset_import.writer import CaseImportError, LabelledCase
 from renalnode.labels import LABEL_NAMES
+from training.dataset_import.writer import CaseImportError, LabelledCase
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 LABEL_VALUE_OF_NAME = {name: value for value, name in LABEL_NAMES.items()}

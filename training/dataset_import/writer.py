@@ -2,16 +2,16 @@
 
 Every case is checked before anything is kept: the label must sit on the CT's grid and hold only
 labels 0-3. Both volumes are reoriented to LPS (nnU-Net ignores direction cosines, so every
-volume it sees must share one orientation, DESIGN.md). The data set is built in a temporary
+volume it sees must share one orientation, docs/architecture.md). The data set is built in a temporary
 folder and renamed into place when complete: a failure, named by its case, leaves nothing behind.
 """
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import SimpleITK as sitk

@@ -10,9 +10,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.phantom.canvas import (Canvas, Shape, box, capsule, ellipsoid, halfspace_clip, intersect,
-                                     lobulated_blob, rotation, subtract)
-from training.phantom.tissues import CYST_TISSUES, KIDNEY_TISSUES, Tissue as T
+from training.phantom.canvas import (
+    Canvas,
+    Shape,
+    box,
+    capsule,
+    ellipsoid,
+    halfspace_clip,
+    intersect,
+    lobulated_blob,
+    rotation,
+    subtract,
+)
+from training.phantom.tissues import CYST_TISSUES, KIDNEY_TISSUES
+from training.phantom.tissues import Tissue as T
 
 SOFT = (T.VISCERAL_FAT,)
 # Kidneys and the lesions that grow out of them displace soft tissue, never bone, skin or air.
@@ -339,8 +350,8 @@ def paint_anatomy(canvas: Canvas, rng: np.random.Generator, body: dict, prone: b
 
     # Solid organs, their size and position varying from patient to patient.
     liver_size, jitter = rng.uniform(0.85, 1.15), rng.uniform(-10, 10, size=(3, 3))
-    canvas.paint(intersect(ellipsoid(np.array((-55, -5, z_right + 100)) + jitter[0], np.array((100, 85, 95)) * liver_size),
-                           box((-300, -300, -1e4), (30, 300, 1e4))), T.LIVER, over=SOFT)
+    liver = ellipsoid(np.array((-55, -5, z_right + 100)) + jitter[0], np.array((100, 85, 95)) * liver_size)
+    canvas.paint(intersect(liver, box((-300, -300, -1e4), (30, 300, 1e4))), T.LIVER, over=SOFT)
     canvas.paint(ellipsoid(np.array((-50, -50, z_right + 45)) + jitter[1], (16, 15, 32), rotation("x", 20)), T.BILE,
                  over=SOFT + (T.LIVER,))
     canvas.paint(ellipsoid(np.array((78, 40, z_left + 85)) + jitter[2], np.array((34, 25, 55)) * rng.uniform(0.8, 1.3),

@@ -6,8 +6,8 @@ full-size 512 x 512 volume costs little more than the shapes it holds.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

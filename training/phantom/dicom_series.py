@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEGLSLossless, PYDICOM_IMPLEMENTATION_UID,
-                         RLELossless)
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from renalnode import __version__
 from renalnode.uids import deterministic_uid

@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from renalnode.labels import CYST as LABEL_CYST
+from renalnode.labels import KIDNEY as LABEL_KIDNEY
+from renalnode.labels import SOLID_MASS as LABEL_SOLID_MASS
 from renalnode.measurements import measure
+from renalnode.uids import deterministic_uid
 from training.phantom.acquisition import MIXED, PATIENT_POSITIONS, Acquisition, sample_acquisition
 from training.phantom.anatomy import Anatomy, paint_anatomy, sample_body
 from training.phantom.canvas import Canvas
-from renalnode.uids import deterministic_uid
 from training.phantom.dicom_series import StudyIdentity, hu_to_stored, stored_to_hu, write_ct_series
 from training.phantom.scanner import Reconstruction, attenuation, block_centre, reconstruct, sample_reconstruction
-from renalnode.labels import CYST as LABEL_CYST, KIDNEY as LABEL_KIDNEY, SOLID_MASS as LABEL_SOLID_MASS
 from training.phantom.tissues import labels_of, sample_phase
 
 # Sub-samples per voxel edge are chosen so that samples lie at most this far apart (mm).
@@ -169,8 +171,8 @@ def truth_of(case: PhantomCase) -> dict:
             continue
         label = LABEL_CYST if lesion.kind == "cyst" else LABEL_SOLID_MASS
         lesions.append({"id": lesion.number, "class": lesion.kind, "label": label, "subtype": lesion.subtype,
-                        "side": lesion.side, "growth": lesion.growth, "nominal_diameter_mm": round(2 * lesion.radius, 2),
-                        **measure(mask, geometry).as_dict()})
+                        "side": lesion.side, "growth": lesion.growth,
+                        "nominal_diameter_mm": round(2 * lesion.radius, 2), **measure(mask, geometry).as_dict()})
     return {
         "case_id": case.case_id,
         "parameters": case.parameters(),

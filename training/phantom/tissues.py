@@ -1,5 +1,5 @@
 """Tissue classes of the phantom, their attenuation in each contrast phase of an abdominal CT,
-and the tissue-to-label mapping of the DESIGN.md label contract.
+and the tissue-to-label mapping of the docs/architecture.md label contract.
 
 Every case draws its phase and then each tissue's mean HU within a physiological range around that
 phase's value (domain randomisation: a network trained on such cases cannot rely on one set of CT
