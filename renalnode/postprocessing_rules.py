@@ -11,6 +11,10 @@ them runs with none.
   keeps its kidney label. Kidney predicted anywhere else (abdominal wall, spleen, bowel) becomes
   background. A horseshoe kidney is one complex on both sides; a pole cut off by a central mass
   still touches the mass and stays.
+- `cyst_touching_mass_is_mass`: a cyst component touching a solid mass becomes part of that mass.
+  A solid mass with a necrotic or cystic part is one solid lesion (as in Bosniak's classification,
+  where a solid component makes a cystic lesion suspicious); calling its cystic part a separate
+  cyst would report a benign finding inside a malignant-looking one. Solid is never turned to cyst.
 - `lesion_max_distance_mm`: a lesion component farther than this from every kidney voxel becomes
   background: renal masses and cysts grow from the kidney. Distances are between voxel edges, so
   a lesion touching the kidney is 0 mm from it.
@@ -37,6 +41,7 @@ CONNECTIVITY = np.ones((3, 3, 3), bool)
 @dataclass(frozen=True)
 class PostprocessingRules:
     kidney_largest_per_side: bool = False
+    cyst_touching_mass_is_mass: bool = False
     lesion_max_distance_mm: float | None = None
     min_solid_mass_ml: float = 0.0
     min_cyst_ml: float = 0.0
@@ -52,8 +57,8 @@ class PostprocessingRules:
         if unknown:
             raise ValueError(f"unknown post-processing rules {unknown}; this renalnode knows "
                              f"{[f.name for f in fields(cls)]}")
-        for name, kind in (("kidney_largest_per_side", bool),):
-            if name in values and not isinstance(values[name], kind):
+        for name in ("kidney_largest_per_side", "cyst_touching_mass_is_mass"):
+            if name in values and not isinstance(values[name], bool):
                 raise ValueError(f"{name} must be true or false, not {values[name]!r}")
         for name in ("lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"):
             value = values.get(name)
@@ -119,6 +124,19 @@ def _keep_largest_kidney_per_side(label: np.ndarray, right: np.ndarray) -> np.nd
     return label
 
 
+def _merge_cysts_into_touching_masses(label: np.ndarray) -> np.ndarray:
+    mass = label == labels.SOLID_MASS
+    if not mass.any():
+        return label
+    found, parts = components(label == labels.CYST)
+    label = label.copy()
+    for index, _, box in parts:
+        part = found[box] == index
+        if (ndimage.binary_dilation(part, CONNECTIVITY) & mass[box]).any():
+            label[box][part] = labels.SOLID_MASS
+    return label
+
+
 def _drop_lesions_far_from_kidney(label: np.ndarray, spacing_zyx: np.ndarray, limit_mm: float) -> np.ndarray:
     lesion = np.isin(label, labels.LESION_LABELS)
     if not lesion.any():
@@ -178,6 +196,8 @@ def apply_rules(label: np.ndarray, geometry: sitk.Image, hu: np.ndarray, rules: 
         midline = body_midline_x(geometry, hu) if midline_x is None else midline_x
         label = _keep_largest_kidney_per_side(label, np.broadcast_to(
             right_of_midline(geometry, midline, label.shape), label.shape))
+    if rules.cyst_touching_mass_is_mass:
+        label = _merge_cysts_into_touching_masses(label)
     if rules.lesion_max_distance_mm is not None:
         label = _drop_lesions_far_from_kidney(label, spacing_zyx, rules.lesion_max_distance_mm)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0

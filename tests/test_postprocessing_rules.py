@@ -85,6 +85,32 @@ def test_small_lesions_become_kidney_inside_and_background_outside():
     np.testing.assert_array_equal(cleaned, label)
 
 
+def test_a_necrotic_core_called_cyst_returns_to_its_mass_and_other_cysts_stay():
+    """A model that calls a mass's necrotic core 'cyst': the merge gives the mass back whole; a cyst
+    that touches no mass is left alone, and solid is never turned to cyst."""
+    for index in range(8):
+        case = make_case(11, index, "HFS", small=True)
+        ct, label = _ct_and_label(case)
+        masses = [mask for value, mask in lesion_components(label) if value == labels.SOLID_MASS]
+        cysts = [mask for value, mask in lesion_components(label) if value == labels.CYST]
+        core = next((ndimage.binary_erosion(m, iterations=2) for m in masses
+                     if ndimage.binary_erosion(m, iterations=2).any()), None)
+        if core is not None and cysts:
+            break
+    else:
+        pytest.fail("no phantom among the first 8 of seed 11 has both a solid mass with a core and a cyst")
+    hu = sitk.GetArrayViewFromImage(ct)
+    merge = PostprocessingRules(cyst_touching_mass_is_mass=True)
+    mislabelled = label.copy()
+    mislabelled[core] = labels.CYST
+    merged = apply_rules(mislabelled, ct, hu, merge)
+    assert (merged[core] == labels.SOLID_MASS).all()
+    for cyst in cysts:
+        touches_mass = (ndimage.binary_dilation(cyst, np.ones((3, 3, 3), bool)) & (label == labels.SOLID_MASS)).any()
+        assert (merged[cyst] == (labels.SOLID_MASS if touches_mass else labels.CYST)).all()
+    assert (merged[label == labels.SOLID_MASS] == labels.SOLID_MASS).all()
+
+
 def test_rules_from_a_card_are_checked():
     assert PostprocessingRules.from_dict(None) == PostprocessingRules()
     assert PostprocessingRules.from_dict(ALL_RULES.as_dict()) == ALL_RULES
@@ -94,6 +120,8 @@ def test_rules_from_a_card_are_checked():
         PostprocessingRules.from_dict({"min_cyst_ml": -1})
     with pytest.raises(ValueError, match="true or false"):
         PostprocessingRules.from_dict({"kidney_largest_per_side": "no"})
+    with pytest.raises(ValueError, match="true or false"):
+        PostprocessingRules.from_dict({"cyst_touching_mass_is_mass": 1})
     with pytest.raises(ValueError, match="must be a number"):
         PostprocessingRules.from_dict({"lesion_max_distance_mm": "5"})
 
@@ -132,8 +160,8 @@ def test_choice_keeps_only_rules_that_raise_f1(tmp_path):
     assert rules.min_solid_mass_ml == 0 and rules.min_cyst_ml == 0
     after = case_set.evaluate(rules).summary()
     assert after["per_class"]["kidney"]["f1"] == 1.0 and after["lesion_detection"]["any_lesion"]["false_positives"] == 0
-    assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "lesion_max_distance_mm", "min_solid_mass_ml",
-                                          "min_cyst_ml"}
+    assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "cyst_touching_mass_is_mass",
+                                          "lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"}
     assert all(not t["raises_f1"] for t in trials if t["rule"].startswith("min_"))
 
 

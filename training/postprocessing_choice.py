@@ -2,10 +2,10 @@
 nnU-Net's `determine_postprocessing` decides "keep the largest component" per class.
 
 Candidates are tried in the order the app applies them (renalnode/postprocessing_rules.py):
-the kidney rule, then the lesion distance limits, then a minimum volume per lesion class. A
-candidate is kept only when it raises the cross-validated F1 of the class it acts on (kidney;
-both lesion classes for the distance limit, neither of which may fall; one lesion class for its
-minimum volume) without lowering the detection sensitivity of lesions of 1 cm and more. Among the
+the kidney rule, then cysts touching a solid mass merged into it, then the lesion distance limits,
+then a minimum volume per lesion class. A candidate is kept only when it raises the cross-validated
+F1 of the class it acts on (kidney; both lesion classes for the merge and the distance limit,
+neither of which may fall; one lesion class for its minimum volume) without lowering the detection sensitivity of lesions of 1 cm and more. Among the
 values of one rule, the one with the highest F1 wins. Every trial is recorded.
 """
 from __future__ import annotations
@@ -60,6 +60,7 @@ def choose_rules(evaluate: Callable[[PostprocessingRules], dict], log=sys.stderr
             current, _, best = winner
 
     attempt("kidney_largest_per_side", [True], ("kidney",))
+    attempt("cyst_touching_mass_is_mass", [True], ("solid_mass", "cyst"))
     attempt("lesion_max_distance_mm", DISTANCE_CANDIDATES_MM, ("solid_mass", "cyst"))
     attempt("min_solid_mass_ml", MIN_VOLUME_CANDIDATES_ML, ("solid_mass",))
     attempt("min_cyst_ml", MIN_VOLUME_CANDIDATES_ML, ("cyst",))
