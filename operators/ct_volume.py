@@ -4,10 +4,12 @@ Slices are ordered by their position along the plane normal (never by instance n
 patient position and orientation. Duplicate positions holding the same pixels are merged;
 duplicates that differ, missing slices, unequal spacing, gantry tilt (slices shifted within their
 plane) and mixed geometry are rejected with a reason. Stored values become HU through each slice's
-own rescale; compressed transfer syntaxes are decoded by pydicom's plugins.
+own rescale; compressed transfer syntaxes are decoded by pydicom's plugins. The frames of one
+multi-frame instance (operators/frames.py) are slices like any other.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,8 +18,11 @@ import SimpleITK as sitk
 from holoscan.core import OperatorSpec
 from pydicom import Dataset
 
+from operators.frames import FrameDataset, source_instances
 from operators.recording import RecordingOperator
 from renalnode.run_record import VOLUME_REJECTED
+
+log = logging.getLogger("renalnode.app")
 
 # Tolerances relative to the slice spacing / pixel size: DICOM positions are decimal strings.
 POSITION_TOLERANCE = 0.01
@@ -44,12 +49,22 @@ def _geometry(ds: Dataset) -> tuple[np.ndarray, np.ndarray, tuple[float, float],
 class CTVolume:
     image: sitk.Image         # float32 HU, indexed (i, j, k) along row, column and slice normal
     slices: list[Dataset]     # the slice of each k, in volume order (what a SEG references)
+    merged: tuple[tuple[Dataset, int], ...] = ()   # identical duplicates left out, with the k they equal
+
+    @property
+    def instances(self) -> list[Dataset]:
+        """The instances the slices come from (one for a multi-frame series)."""
+        return source_instances(self.slices)
 
 
 def series_to_volume(slices: Sequence[Dataset]) -> CTVolume:
     """The series as one volume with its geometry, or VolumeError with the reason it cannot be."""
     if len(slices) < 2:
         raise VolumeError(f"{len(slices)} slice(s): a volume needs at least 2")
+    sources = source_instances(slices)
+    if any(isinstance(ds, FrameDataset) for ds in slices) and len(sources) > 1:
+        raise VolumeError(f"the series mixes {len(sources)} instances with multi-frame ones: a multi-frame "
+                          "series must be one instance")
     geometry = [_geometry(ds) for ds in slices]
     orientation, _, pixel_spacing, size = geometry[0]
     for o, _, s, n in geometry[1:]:
@@ -65,12 +80,13 @@ def series_to_volume(slices: Sequence[Dataset]) -> CTVolume:
     positions, along = positions[order], along[order]
 
     # Duplicates: the same position twice. Identical pixels (a resend) are merged; anything else is ambiguous.
-    keep = [0]
+    keep, merged = [0], []
     scale = max(min(pixel_spacing), 1e-3)
     for k in range(1, len(slices)):
         if abs(along[k] - along[keep[-1]]) < POSITION_TOLERANCE * scale:
             if not np.array_equal(slices[k].pixel_array, slices[keep[-1]].pixel_array):
                 raise VolumeError(f"two different slices at the same position {along[k]:.2f} mm along the normal")
+            merged.append((slices[k], len(keep) - 1))
             continue
         keep.append(k)
     slices, positions, along = [slices[k] for k in keep], positions[keep], along[keep]
@@ -106,11 +122,13 @@ def series_to_volume(slices: Sequence[Dataset]) -> CTVolume:
     image.SetOrigin([float(v) for v in positions[0]])
     image.SetSpacing([pixel_spacing[1], pixel_spacing[0], spacing])  # PixelSpacing is (row step, column step)
     image.SetDirection([float(v) for v in np.column_stack([row, col, normal]).ravel()])
-    return CTVolume(image, slices)
+    return CTVolume(image, slices, tuple(merged))
 
 
 class CTVolumeOperator(RecordingOperator):
-    """Emits the chosen series as a `CTVolume`; a series that cannot be one ends the run with the reason."""
+    """Emits the best qualifying series that makes a `CTVolume`: when the best one cannot be made
+    into a volume (a missing slice, conflicting duplicates), the next one is tried. The record lists
+    every attempt; the run ends with the reasons when none makes a volume."""
 
 
     def setup(self, spec: OperatorSpec):
@@ -118,11 +136,22 @@ class CTVolumeOperator(RecordingOperator):
         spec.output("volume")
 
     def compute(self, op_input, op_output, context):
-        slices = op_input.receive("series")
-        try:
-            with self.record.stage("volume"):
-                volume = series_to_volume(slices)
-        except VolumeError as exc:
-            self.record.stop(VOLUME_REJECTED, f"series {self.record.series_uid} cannot be segmented: {exc}")
-            return
-        op_output.emit(volume, "volume")
+        candidates = op_input.receive("series")
+        with self.record.stage("volume"):
+            for n, candidate in enumerate(candidates):
+                uid = candidate.choice.series_uid
+                try:
+                    volume = series_to_volume(candidate.slices)
+                except VolumeError as exc:
+                    self.record.volume_attempts[uid] = str(exc)
+                    log.warning("series %s cannot be made into a volume: %s", uid, exc)
+                    continue
+                self.record.volume_attempts[uid] = "used"
+                self.record.series_uid, self.record.selection_reason = uid, candidate.choice.reason
+                for later in candidates[n + 1:]:
+                    self.record.passed_over[later.choice.series_uid] = f"qualifies, but ranks below series {uid}"
+                log.info("series %s chosen: %s", uid, candidate.choice.reason)
+                op_output.emit(volume, "volume")
+                return
+        reasons = "; ".join(f"series {uid}: {reason}" for uid, reason in self.record.volume_attempts.items())
+        self.record.stop(VOLUME_REJECTED, f"no qualifying series can be segmented ({reasons})")

@@ -1,9 +1,10 @@
 """Series selection: which series of a study the app segments, from a rules file a site edits.
 
-`select_series` checks every series against the rules and returns the best one with the reason
-every other series was passed over, so a study with no suitable series ends with a logged
-reason instead of an error. The rules and the ranking are documented in renalnode/series_rules.yaml,
-whose eligibility part (is this an abdominal CT?) the node's routing and Orthanc read too.
+`select_series` checks every series against the rules and returns the qualifying ones, best first,
+and the reason every other series was passed over, so a study with no suitable series ends with a
+logged reason instead of an error. The volume step takes the best one that makes a volume. The
+rules and the ranking are documented in renalnode/series_rules.yaml, whose eligibility part (is
+this an abdominal CT?) the node's routing and Orthanc read too.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class SelectionRules:
 @dataclass(frozen=True)
 class SeriesChoice:
     series_uid: str
-    reason: str  # why it was chosen, or why it was passed over
+    reason: str  # why it qualifies, or why it was passed over
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -101,8 +102,8 @@ def _rank(headers: Sequence[Dataset], rules: SelectionRules) -> tuple:
 
 
 def select_series(series: dict[str, Sequence[Dataset]], rules: SelectionRules
-                  ) -> tuple[SeriesChoice | None, list[SeriesChoice]]:
-    """The best qualifying series (None when none qualifies) and every series passed over, with reasons."""
+                  ) -> tuple[list[SeriesChoice], list[SeriesChoice]]:
+    """The qualifying series, best first, and every series that does not qualify, with reasons."""
     qualifying, passed_over = [], []
     for uid, headers in series.items():
         reason = rejection(headers, rules) if headers else "no instances"
@@ -110,19 +111,24 @@ def select_series(series: dict[str, Sequence[Dataset]], rules: SelectionRules
             passed_over.append(SeriesChoice(uid, reason))
         else:
             qualifying.append(uid)
-    if not qualifying:
-        return None, passed_over
     qualifying.sort(key=lambda uid: _rank(series[uid], rules))
-    best = qualifying[0]
-    passed_over += [SeriesChoice(uid, f"qualifies, but ranks below series {best}") for uid in qualifying[1:]]
-    first = series[best][0]
-    chosen = SeriesChoice(best, f"{len(series[best])} axial slices of {float(first.SliceThickness):g} mm"
-                                f"{', contrast-enhanced' if _text(first, 'ContrastBolusAgent') else ''}")
-    return chosen, passed_over
+    ranked = []
+    for uid in qualifying:
+        first = series[uid][0]
+        ranked.append(SeriesChoice(uid, f"{len(series[uid])} axial slices of {float(first.SliceThickness):g} mm"
+                                        f"{', contrast-enhanced' if _text(first, 'ContrastBolusAgent') else ''}"))
+    return ranked, passed_over
+
+
+@dataclass(frozen=True)
+class Candidate:
+    choice: SeriesChoice
+    slices: Sequence[Dataset]
 
 
 class SeriesSelectionOperator(RecordingOperator):
-    """Emits the chosen series' instances; emits nothing (and the run ends) when no series qualifies."""
+    """Emits the qualifying series, best first (the volume step takes the first that makes a
+    volume); emits nothing (and the run ends) when no series qualifies."""
 
     def __init__(self, fragment, *args, rules: SelectionRules, **kwargs):
         self.rules = rules
@@ -135,14 +141,12 @@ class SeriesSelectionOperator(RecordingOperator):
     def compute(self, op_input, op_output, context):
         study = op_input.receive("study")
         with self.record.stage("select"):
-            chosen, passed_over = select_series(study.series, self.rules)
+            ranked, passed_over = select_series(study.series, self.rules)
         self.record.passed_over = {c.series_uid: c.reason for c in passed_over}
         for choice in passed_over:
             log.info("series %s passed over: %s", choice.series_uid, choice.reason)
-        if chosen is None:
+        if not ranked:
             reasons = "; ".join(f"{c.series_uid}: {c.reason}" for c in passed_over)
             self.record.stop(NO_SUITABLE_SERIES, f"no suitable series in the study ({reasons or 'no DICOM series'})")
             return
-        self.record.series_uid, self.record.selection_reason = chosen.series_uid, chosen.reason
-        log.info("series %s chosen: %s", chosen.series_uid, chosen.reason)
-        op_output.emit(study.series[chosen.series_uid], "series")
+        op_output.emit([Candidate(choice, study.series[choice.series_uid]) for choice in ranked], "series")

@@ -49,10 +49,11 @@ def measurement_group(finding: Finding, segment_number: int, seg: hd.seg.Segment
         ])
 
 
-def write_sr(slices: Sequence[Dataset], seg: hd.seg.Segmentation, findings: Sequence[Finding], model_name: str,
+def write_sr(instances: Sequence[Dataset], seg: hd.seg.Segmentation, findings: Sequence[Finding], model_name: str,
              model_version: str) -> hd.sr.Comprehensive3DSR:
-    """The report; `findings` are in the order of the SEG's segments (segment n is findings[n - 1])."""
-    source_series = slices[0].SeriesInstanceUID
+    """The report; `instances` are the segmented CT's, `findings` are in the order of the SEG's
+    segments (segment n is findings[n - 1])."""
+    source_series = instances[0].SeriesInstanceUID
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -64,7 +65,7 @@ def write_sr(slices: Sequence[Dataset], seg: hd.seg.Segmentation, findings: Sequ
         imaging_measurements=[measurement_group(f, n, seg, source_series) for n, f in enumerate(findings, start=1)])
     series_uid, instance_uid = output_uids(source_series, model_name, model_version, "SR")
     return hd.sr.Comprehensive3DSR(
-        evidence=[*slices, seg], content=report[0], series_instance_uid=series_uid, series_number=SR_SERIES_NUMBER,
+        evidence=[*instances, seg], content=report[0], series_instance_uid=series_uid, series_number=SR_SERIES_NUMBER,
         sop_instance_uid=instance_uid, instance_number=1, manufacturer="renalnode",
         series_description=SR_SERIES_DESCRIPTION, is_complete=True)
 
@@ -79,5 +80,5 @@ class SrWriterOperator(RecordingOperator):
     def compute(self, op_input, op_output, context):
         study, seg = op_input.receive("seg")
         with self.record.stage("sr"):
-            sr = write_sr(study.volume.slices, seg, study.findings, study.model.name, study.model.version)
+            sr = write_sr(study.volume.instances, seg, study.findings, study.model.name, study.model.version)
             self.record.save_output("SR", sr, self.results_folder())

@@ -4,7 +4,8 @@ renalnode reads the files itself instead of using MONAI Deploy's DICOMDataLoader
 that operator silently keeps one of two instances at the same position; here every instance is kept
 so that the volume step can tell a harmless resend from a conflicting duplicate. Pixel data is read
 lazily (pydicom's deferred reading) so that series that are never chosen never fill memory.
-Files that are not DICOM, or lack the UIDs to place them, are skipped with a reason.
+Files that are not DICOM, or lack the UIDs to place them, are skipped with a reason. A multi-frame
+CT instance (Enhanced CT, Legacy Converted Enhanced CT) enters its series as its frames.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from holoscan.core import OperatorSpec
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 
+from operators.frames import frames_of, is_multiframe
 from operators.recording import RecordingOperator
 
 log = logging.getLogger("renalnode.app")
@@ -24,7 +26,7 @@ DEFER_SIZE = "16 KB"  # elements larger than this (pixel data) are read from the
 
 @dataclass
 class Study:
-    series: dict[str, list[Dataset]] = field(default_factory=dict)  # series UID -> its instances
+    series: dict[str, list[Dataset]] = field(default_factory=dict)  # series UID -> its instances or frames
     skipped: dict[str, str] = field(default_factory=dict)           # file (relative) -> reason
 
 
@@ -46,6 +48,12 @@ def read_study(folder: Path) -> Study:
         if not uid or "SOPInstanceUID" not in ds:
             study.skipped[name] = "no series or SOP instance UID"
             continue
+        if ds.get("Modality") == "CT" and is_multiframe(ds):
+            try:
+                study.series.setdefault(str(uid), []).extend(frames_of(ds))
+            except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+                study.skipped[name] = f"multi-frame CT whose functional groups cannot be read: {exc!r}"
+            continue
         study.series.setdefault(str(uid), []).append(ds)
     return study
 
@@ -66,5 +74,6 @@ class StudyLoaderOperator(RecordingOperator):
         self.record.skipped_files = study.skipped
         for name, reason in study.skipped.items():
             log.warning("skipped file %s: %s", name, reason)
-        log.info("read %d instance(s) in %d series", sum(map(len, study.series.values())), len(study.series))
+        log.info("read %d instance(s) or frame(s) in %d series", sum(map(len, study.series.values())),
+                 len(study.series))
         op_output.emit(study, "study")

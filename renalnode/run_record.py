@@ -35,6 +35,7 @@ class RunRecord:
     series_uid: str = ""                  # the series segmented
     selection_reason: str = ""
     passed_over: dict[str, str] = field(default_factory=dict)   # series UID -> reason
+    volume_attempts: dict[str, str] = field(default_factory=dict)  # series UID -> "used" or why no volume
     skipped_files: dict[str, str] = field(default_factory=dict)  # file name -> reason
     model: dict = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)

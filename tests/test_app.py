@@ -136,7 +136,8 @@ def test_localizer_only_study_gives_a_reason_from_the_command_line(phantom_cases
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / RECORD_NAME).read_text())
-    assert record["status"] == NO_SUITABLE_SERIES and "image type LOCALIZER is excluded" in record["reason"]
+    # The description marks it first (the rule Orthanc and the node share), then its image type would.
+    assert record["status"] == NO_SUITABLE_SERIES and "excluded pattern '(?i)topo'" in record["reason"]
     assert [p.name for p in out.iterdir()] == [RECORD_NAME]
 
 

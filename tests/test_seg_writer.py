@@ -18,7 +18,7 @@ from operators.seg_writer import write_seg
 def _seg_for(folder, tmp_path):
     volume, label = phantom_volume_and_label(folder)
     _, findings = find_findings(label, volume.image)
-    seg = write_seg(volume.slices, findings, "test-model", "1.2.3")
+    seg = write_seg(volume, findings, "test-model", "1.2.3")
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "seg.dcm"
     seg.save_as(path)

@@ -37,8 +37,8 @@ def variant(headers, uid, **changes):
 
 
 def test_phantom_series_qualifies(ct_headers, rules):
-    chosen, passed_over = select_series({"ct": ct_headers}, rules)
-    assert chosen.series_uid == "ct" and "contrast-enhanced" in chosen.reason
+    ranked, passed_over = select_series({"ct": ct_headers}, rules)
+    assert [c.series_uid for c in ranked] == ["ct"] and "contrast-enhanced" in ranked[0].reason
     assert passed_over == []
 
 
@@ -55,20 +55,20 @@ def test_phantom_series_qualifies(ct_headers, rules):
     ({"ImageOrientationPatient": [1, 0, 0, 0, 0, -1]}, "not axial: plane 90 degrees from axial"),
 ])
 def test_unsuitable_series_are_passed_over_with_reasons(ct_headers, rules, changes, reason):
-    chosen, passed_over = select_series({"bad": variant(ct_headers, "bad", **changes)}, rules)
-    assert chosen is None
+    ranked, passed_over = select_series({"bad": variant(ct_headers, "bad", **changes)}, rules)
+    assert ranked == []
     assert len(passed_over) == 1 and reason in passed_over[0].reason
 
 
 def test_too_few_slices(ct_headers, rules):
-    chosen, passed_over = select_series({"short": ct_headers[:10]}, rules)
-    assert chosen is None and "10 slices, fewer than 30" in passed_over[0].reason
+    ranked, passed_over = select_series({"short": ct_headers[:10]}, rules)
+    assert ranked == [] and "10 slices, fewer than 30" in passed_over[0].reason
 
 
 def test_description_stands_in_for_a_missing_body_part(ct_headers, rules):
     headers = variant(ct_headers, "nobody", BodyPartExamined=None, SeriesDescription="Abd/Pelvis venous")
-    chosen, _ = select_series({"nobody": headers}, rules)
-    assert chosen.series_uid == "nobody"
+    ranked, _ = select_series({"nobody": headers}, rules)
+    assert [c.series_uid for c in ranked] == ["nobody"]
 
 
 def test_best_series_wins_by_the_documented_order(ct_headers, rules):
@@ -78,15 +78,9 @@ def test_best_series_wins_by_the_documented_order(ct_headers, rules):
         "ideal": variant(ct_headers, "ideal", SliceThickness="2"),
         "scout": variant(ct_headers[:1], "scout", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"]),
     }
-    chosen, passed_over = select_series(series, rules)
-    assert chosen.series_uid == "ideal"
-    reasons = {c.series_uid: c.reason for c in passed_over}
-    assert reasons["thick"].startswith("qualifies, but ranks below")
-    assert reasons["plain"].startswith("qualifies, but ranks below")
-    assert "LOCALIZER" in reasons["scout"]
-    # Contrast beats slice thickness.
-    chosen, _ = select_series({k: series[k] for k in ("plain", "thick")}, rules)
-    assert chosen.series_uid == "thick"
+    ranked, passed_over = select_series(series, rules)
+    assert [c.series_uid for c in ranked] == ["ideal", "thick", "plain"]  # contrast beats slice thickness
+    assert "LOCALIZER" in {c.series_uid: c.reason for c in passed_over}["scout"]
 
 
 def test_bad_rules_file_is_reported(tmp_path):

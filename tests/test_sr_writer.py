@@ -19,9 +19,9 @@ def written(phantom_cases, tmp_path_factory):
     volume, label = phantom_volume_and_label(folder)
     _, findings = find_findings(label, volume.image)
     out = tmp_path_factory.mktemp("sr")
-    seg = write_seg(volume.slices, findings, "test-model", "1.2.3")
+    seg = write_seg(volume, findings, "test-model", "1.2.3")
     seg.save_as(out / "seg.dcm")
-    sr = write_sr(volume.slices, seg, findings, "test-model", "1.2.3")
+    sr = write_sr(volume.instances, seg, findings, "test-model", "1.2.3")
     sr.save_as(out / "sr.dcm")
     return volume, findings, out
 

@@ -5,8 +5,9 @@ Candidates are tried in the order the app applies them (renalnode/postprocessing
 the kidney rule, then cysts touching a solid mass merged into it, then the lesion distance limits,
 then a minimum volume per lesion class. A candidate is kept only when it raises the cross-validated
 F1 of the class it acts on (kidney; both lesion classes for the merge and the distance limit,
-neither of which may fall; one lesion class for its minimum volume) without lowering the detection sensitivity of lesions of 1 cm and more. Among the
-values of one rule, the one with the highest F1 wins. Every trial is recorded.
+neither of which may fall; one lesion class for its minimum volume) without lowering the detection
+sensitivity of lesions of 1 cm and more. Among the values of one rule, the one with the highest F1
+wins. Every trial is recorded.
 """
 from __future__ import annotations
 
