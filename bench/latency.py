@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.local_services import NODE_AET, LocalNode, LocalOrthanc, free_port, store_folder, wait_until  # noqa: E402
-from deploy.node.journal import Journal, series  # noqa: E402
+from deploy.local_services import NODE_AET, LocalNode, LocalOrthanc, free_port, store_folder, wait_until
+from deploy.node.journal import Journal
 
 SENDER = "BENCH"
 
@@ -45,14 +45,13 @@ def main() -> int:
             arrived = time.time()
             journal = Journal(node.journal_url)
             (job,) = journal.recent_jobs(1)
-            with journal.engine.connect() as db:
-                received = db.execute(series.select().where(series.c.series_uid == job["series_uid"])).first()
-            sent_at = max(row["sent"] for row in journal.outbox_for(job["id"]))
+            received = journal.series_row(job.series_uid)
+            sent_at = max(row.sent for row in journal.outbox_for(job.id))
         finally:
             node.stop()
             orthanc.stop()
-    stages = {"quiet window": job["created"] - received.last_received, "queue": job["started"] - job["created"],
-              "app": job["finished"] - job["started"], "dispatch": sent_at - job["finished"]}
+    stages = {"quiet window": job.created - received.last_received, "queue": job.started - job.created,
+              "app": job.finished - job.started, "dispatch": sent_at - job.finished}
     print(f"last instance sent -> results in Orthanc: {arrived - last_sent:.2f} s")
     for name, seconds in stages.items():
         print(f"  {name:<13} {seconds:7.2f} s")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from deploy.local_services import ORTHANC_AET, ROOT, LocalNode, LocalOrthanc, LocalViewer, free_port, wait_until
-from deploy.node.journal import DISPATCHED, Journal
+from deploy.node.journal import JobState, Journal
 from renalnode.run_record import RECORD_NAME
 
 SCANNER_AET = "SCANNER"
@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print("5/5 results", flush=True)
         journal = Journal(node.journal_url)
-        job = wait_until(lambda: next((j for j in journal.recent_jobs() if j["state"] == DISPATCHED), None), 60,
-                         what="the node to finish dispatching")
-        record = json.loads((Path(job["output"]) / RECORD_NAME).read_text())
+        job = wait_until(lambda: next((j for j in journal.recent_jobs() if j.state == JobState.DISPATCHED), None),
+                         60, what="the node to finish dispatching")
+        record = json.loads((Path(job.output) / RECORD_NAME).read_text())
         print(f"    Orthanc study: {orthanc.url}/app/explorer.html#study?uuid={study_id}")
-        print(f"    node dashboard: {dashboard}/jobs/{job['id']} (user admin, password {password}, made for this run)")
+        print(f"    node dashboard: {dashboard}/jobs/{job.id} (user admin, password {password}, made for this run)")
         print(f"    node metrics: {dashboard}/metrics, health: {dashboard}/healthz")
         print(f"    model {record['model']['name']} {record['model']['version']} on {record['model']['device']}")
         print(f"    {'finding':<16} {'side':<6} {'volume ml':>10} {'mean HU':>8} {'max diam. mm':>13}")

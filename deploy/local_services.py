@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -84,7 +85,7 @@ class LocalOrthanc:
         self.folder = Path(folder)
         self.http_port, self.dicom_port = free_port(), free_port()
         self.aet = ORTHANC_AET
-        self.config = {"Name": "renalnode-local", "StorageDirectory": str(self.folder / "db"),
+        self.config: dict[str, Any] = {"Name": "renalnode-local", "StorageDirectory": str(self.folder / "db"),
                        "IndexDirectory": str(self.folder / "db"), "HttpPort": self.http_port,
                        "DicomPort": self.dicom_port, "DicomAet": self.aet, "RemoteAccessAllowed": False,
                        "HttpBindAddress": "127.0.0.1", "AuthenticationEnabled": False, "StableAge": 2,
@@ -96,7 +97,7 @@ class LocalOrthanc:
             self.config["PythonScript"] = str(AUTOROUTING)
             self.config = with_series_rule(self.config, series_rules)
         self.config.update(extra or {})
-        self.process = None
+        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -170,7 +171,7 @@ class LocalNode:
         self.env = env or {}
         self.config.write_text("# Written by deploy/local_services.py for a local node.\n"
                                + yaml.safe_dump(config, sort_keys=False))
-        self.process = None
+        self.process: subprocess.Popen | None = None
 
     def _listening(self) -> bool:
         """The port accepts connections (whether this caller would be let in is the listener's business)."""
@@ -204,7 +205,7 @@ class LocalViewer:
 
     def __init__(self, folder: Path, orthanc_url: str):
         self.folder, self.orthanc_url, self.port = Path(folder), orthanc_url, free_port()
-        self.process = None
+        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from conftest import run_renalnode
-from deploy.node import journal as j
-from deploy.node.journal import Journal
+
+from deploy.node.journal import DispatchState, JobState, Journal, NotificationState, SeriesState, retry_delay
 
 FACTS = {"modality": "CT", "body_part": "ABDOMEN", "series_description": "", "study_description": ""}
 
@@ -25,7 +24,7 @@ def receive(journal: Journal, series: str, *sops: str, now: float = 100.0) -> No
 
 def complete_and_enqueue(journal: Journal, series: str) -> int:
     row = journal.series_row(series)
-    assert journal.mark_complete(series, row["last_received"])
+    assert journal.mark_complete(series, row.last_received)
     return journal.enqueue(series, ("pacs",))
 
 
@@ -36,22 +35,22 @@ def test_late_instance_reopens_the_series_and_supersedes_older_work(journal):
     assert claimed.id == first and claimed.attempts == 1
     receive(journal, "1.9", "1.9.3", now=500.0)                # arrives while job 1 runs
     row = journal.series_row("1.9")
-    assert row["state"] == j.RECEIVING and row["instances"] == 3 and row["first_received"] == 500.0
+    assert row.state == SeriesState.RECEIVING and row.instances == 3 and row.first_received == 500.0
     second = complete_and_enqueue(journal, "1.9")
-    journal.finish(first, j.RESULTS_READY, output="/results/1")  # the partial job ends after the new one exists
-    states = {job["id"]: job["state"] for job in journal.recent_jobs()}
-    assert states == {first: j.SUPERSEDED, second: j.QUEUED}
+    journal.finish(first, JobState.RESULTS_READY, output="/results/1")  # the partial job ends after the new one exists
+    states = {job.id: job.state for job in journal.recent_jobs()}
+    assert states == {first: JobState.SUPERSEDED, second: JobState.QUEUED}
     assert journal.outbox_for(first) == []                       # stale results are never sent
-    journal.finish(journal.claim().id, j.RESULTS_READY, output="/results/2")
-    assert [row["destination"] for row in journal.due_dispatches(now=10 ** 10)] == ["pacs"]
+    journal.finish(journal.claim().id, JobState.RESULTS_READY, output="/results/2")
+    assert [(row.destination, row.output) for row in journal.due_dispatches(now=10 ** 10)] == [("pacs", "/results/2")]
 
 
 def test_completion_loses_to_a_new_instance(journal):
     receive(journal, "1.8", "1.8.1")
-    seen = journal.series_row("1.8")["last_received"]
+    seen = journal.series_row("1.8").last_received
     receive(journal, "1.8", "1.8.2", now=200.0)
     assert not journal.mark_complete("1.8", seen)
-    assert journal.series_row("1.8")["state"] == j.RECEIVING
+    assert journal.series_row("1.8").state == SeriesState.RECEIVING
 
 
 def test_reclaim_after_crash_requeues_or_quarantines_spent_jobs(journal):
@@ -60,13 +59,13 @@ def test_reclaim_after_crash_requeues_or_quarantines_spent_jobs(journal):
     once, spent = complete_and_enqueue(journal, "1.7"), complete_and_enqueue(journal, "1.6")
     journal.claim()
     journal.claim()
-    journal.finish(spent, j.QUEUED, "crash")                     # job 2: back in the queue after attempt 1 ...
+    journal.finish(spent, JobState.QUEUED, "crash")                     # job 2: back in the queue after attempt 1 ...
     journal.claim()                                              # ... and running its second attempt
     assert journal.reclaim_running(max_attempts=2) == 1
-    states = {job["id"]: (job["state"], job["reason"]) for job in journal.recent_jobs()}
-    assert states[once][0] == j.QUEUED
-    assert states[spent] == (j.FAILED, "the node stopped during each of 2 attempt(s) at this job")
-    assert journal.series_row("1.6")["state"] == j.QUARANTINED
+    states = {job.id: (job.state, job.reason) for job in journal.recent_jobs()}
+    assert states[once][0] == JobState.QUEUED
+    assert states[spent] == (JobState.FAILED, "the node stopped during each of 2 attempt(s) at this job")
+    assert journal.series_row("1.6").state == SeriesState.QUARANTINED
 
 
 def test_retry_once_and_only_from_quarantine(journal):
@@ -74,10 +73,10 @@ def test_retry_once_and_only_from_quarantine(journal):
     job = complete_and_enqueue(journal, "1.5")
     with pytest.raises(ValueError, match="only failed or quarantined"):
         journal.retry(job)
-    journal.finish(journal.claim().id, j.QUARANTINED, "too few slices")
-    assert [row["id"] for row in journal.quarantined()] == [job]
+    journal.finish(journal.claim().id, JobState.QUARANTINED, "too few slices")
+    assert [row.job_id for row in journal.quarantined()] == [job]
     journal.retry(job)
-    assert journal.series_row("1.5")["state"] == j.COMPLETE and journal.quarantined() == []
+    assert journal.series_row("1.5").state == SeriesState.COMPLETE and journal.quarantined() == []
     with pytest.raises(ValueError, match="only failed or quarantined"):
         journal.retry(job)
 
@@ -88,7 +87,7 @@ def test_first_instances_of_one_series_from_concurrent_associations(journal):
     def send(prefix: str):
         try:
             receive(journal, "1.4", *(f"1.4.{prefix}.{n}" for n in range(10)))
-        except Exception as exc:  # noqa: BLE001 - any failure is what the test looks for
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=send, args=(str(t),)) for t in range(4)]
@@ -97,25 +96,27 @@ def test_first_instances_of_one_series_from_concurrent_associations(journal):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert journal.series_row("1.4")["instances"] == 40
+    assert journal.series_row("1.4").instances == 40
 
 
 def test_audit_log_follows_a_job_and_answers_renalnode_status(journal, tmp_path):
     receive(journal, "1.7", "1.7.1", "1.7.2")
     job = complete_and_enqueue(journal, "1.7")
     journal.claim()
-    journal.finish(job, j.RESULTS_READY, output="/results/7")
+    journal.finish(job, JobState.RESULTS_READY, output="/results/7")
     (row,) = journal.due_dispatches()
-    journal.dispatch_failed(row["id"], "association with PACS failed", 0)
-    journal.dispatched(row["id"], "3 object(s)")
-    events = [e["event"] for e in reversed(journal.audit_events(series_uid="1.7"))]
+    journal.dispatch_failed(row.id, "association with PACS failed", 0)
+    journal.dispatched(row.id, "3 object(s)")
+    events = [e.event for e in reversed(journal.audit_events(series_uid="1.7"))]
     assert events == ["series.complete", "job.queued", "job.running", "job.results_ready", "dispatch.failed",
                       "dispatch.sent", "job.dispatched"]
-    assert [e["event"] for e in journal.audit_events(event_prefix="dispatch")] == ["dispatch.sent", "dispatch.failed"]
-    assert {e["job_id"] for e in journal.audit_events(job_id=job)} == {job}
+    assert [e.event for e in journal.audit_events(event_prefix="dispatch")] == ["dispatch.sent", "dispatch.failed"]
+    assert {e.job_id for e in journal.audit_events(job_id=job)} == {job}
+    assert [row.state for row in journal.outbox_for(job)] == [DispatchState.SENT]
+    assert journal.job_row(job).state == JobState.DISPATCHED
     status = journal.destination_status(["pacs", "web"])
-    assert status["pacs"]["last_success"] >= status["pacs"]["last_failure"] and status["pacs"]["failing_since"] is None
-    assert status["pacs"]["last_error"] == "association with PACS failed" and status["web"]["last_success"] is None
+    assert status["pacs"].last_success >= status["pacs"].last_failure and status["pacs"].failing_since is None
+    assert status["pacs"].last_error == "association with PACS failed" and status["web"].last_success is None
 
     config = tmp_path / "node.yaml"
     config.write_text("listener: {allowed_calling_aets: [CT1]}\n"
@@ -131,12 +132,12 @@ def test_journal_notifications_only_when_asked(tmp_path):
     for journal in (quiet, noisy):
         receive(journal, "1.8", "1.8.1")
         row = journal.series_row("1.8")
-        journal.mark_complete("1.8", row["last_received"])
-        journal.enqueue("1.8", (), j.QUARANTINED, "no routing rule matches")
+        journal.mark_complete("1.8", row.last_received)
+        journal.enqueue("1.8", (), JobState.QUARANTINED, "no routing rule matches")
     assert quiet.notification_rows() == []
     (note,) = noisy.notification_rows()
-    assert note["event"] == "job.quarantined" and note["state"] == j.PENDING
-    assert '"series_uid": "1.8"' in note["payload"] and "no routing rule matches" in note["payload"]
+    assert note.event == "job.quarantined" and note.state == NotificationState.PENDING
+    assert '"series_uid": "1.8"' in note.payload and "no routing rule matches" in note.payload
 
 
 def test_an_overtaken_job_never_quarantines_nor_notifies(tmp_path):
@@ -146,23 +147,24 @@ def test_an_overtaken_job_never_quarantines_nor_notifies(tmp_path):
     journal.claim()
     receive(journal, "1.10", "1.10.2", now=500.0)        # more instances while it runs
     second = complete_and_enqueue(journal, "1.10")
-    assert journal.finish(first, j.QUARANTINED, "too few slices") == j.SUPERSEDED
-    assert journal.series_row("1.10")["state"] == j.QUEUED and journal.notification_rows() == []
-    assert journal.quarantined() == [] and journal.job_row(second)["state"] == j.QUEUED
+    assert journal.finish(first, JobState.QUARANTINED, "too few slices") == JobState.SUPERSEDED
+    assert journal.series_row("1.10").state == SeriesState.QUEUED and journal.notification_rows() == []
+    assert journal.quarantined() == [] and journal.job_row(second).state == JobState.QUEUED
 
 
 def test_a_destination_stops_failing_when_nothing_waits_for_it(journal):
     receive(journal, "1.11", "1.11.1")
     job = complete_and_enqueue(journal, "1.11")
     journal.claim()
-    journal.finish(job, j.RESULTS_READY, output="/results/11")
+    journal.finish(job, JobState.RESULTS_READY, output="/results/11")
     (row,) = journal.due_dispatches()
-    journal.dispatch_failed(row["id"], "refused", 0)
-    assert journal.destination_status(["pacs"])["pacs"]["failing_since"] is not None
+    journal.dispatch_failed(row.id, "refused", 0)
+    assert journal.destination_status(["pacs"])["pacs"].failing_since is not None
     receive(journal, "1.11", "1.11.2", now=900.0)        # a late instance: the unsent results are superseded
     complete_and_enqueue(journal, "1.11")
+    assert [row.state for row in journal.outbox_for(job)] == [DispatchState.SUPERSEDED]
     status = journal.destination_status(["pacs"])["pacs"]
-    assert status["failing_since"] is None and status["last_error"] == "refused"
+    assert status.failing_since is None and status.last_error == "refused"
 
 
 def test_a_job_the_node_died_in_too_often_fails_and_notifies(tmp_path):
@@ -172,5 +174,28 @@ def test_a_job_the_node_died_in_too_often_fails_and_notifies(tmp_path):
     journal.claim()
     assert journal.reclaim_running(max_attempts=1) == 0
     (note,) = journal.notification_rows()
-    assert note["event"] == "job.failed" and f'"job": {job}' in note["payload"]
-    assert [e["event"] for e in journal.audit_events(job_id=job)][0] == "job.failed"
+    assert note.event == "job.failed" and f'"job": {job}' in note.payload
+    assert [e.event for e in journal.audit_events(job_id=job)][0] == "job.failed"
+
+
+def test_states_are_stored_as_the_strings_of_their_enums(journal):
+    """Databases written before the enums, and the dashboard's CSS classes, use these strings."""
+    from sqlalchemy import select
+
+    from deploy.node.journal.schema import jobs, series
+
+    receive(journal, "1.13", "1.13.1")
+    job = complete_and_enqueue(journal, "1.13")
+    claimed = journal.claim()
+    assert claimed == journal.job_row(job) and claimed.state == JobState.RUNNING and claimed.started is not None
+    assert claimed.destinations == ("pacs",) and claimed.attempts == 1
+    with journal.engine.connect() as db:
+        stored = (db.execute(select(series.c.state)).scalar_one(), db.execute(select(jobs.c.state)).scalar_one())
+    assert stored == ("queued", "running") and type(stored[1]) is str
+    assert [state.value for state in JobState] == ["queued", "running", "results_ready", "dispatched", "failed",
+                                                   "quarantined", "superseded", "retried"]
+
+
+def test_retry_delay_doubles_up_to_its_maximum():
+    assert [retry_delay(n, 5, 600) for n in range(1, 10)] == [5, 10, 20, 40, 80, 160, 320, 600, 600]
+    assert retry_delay(10 ** 6, 5, 600) == 600

@@ -9,11 +9,12 @@ import time
 
 import pydicom
 import pytest
+from conftest import copy_series, run_renalnode
 from pydicom.data import get_testdata_file
 
-from conftest import copy_series, run_renalnode
 from deploy.local_services import NODE_AET, ORTHANC_AET, LocalNode, echo, free_port, store_folder, wait_until
-from deploy.node.journal import DISPATCHED, Journal
+from deploy.node.journal import JobState, Journal
+from deploy.node.journal.rows import JobRow
 
 MODALITY_AET = "MODALITY"
 QUIET_SECONDS = 2.0
@@ -38,7 +39,7 @@ def node(tmp_path, local_orthanc):
         process.stop(signal.SIGKILL)
 
 
-def jobs(process: LocalNode) -> list[dict]:
+def jobs(process: LocalNode) -> list[JobRow]:
     return Journal(process.journal_url).recent_jobs()
 
 
@@ -62,7 +63,8 @@ def test_study_stored_to_the_node_comes_back_to_the_pacs(node, phantom_cases):
     for results in pacs.series_by_modality().values():  # all three in the CT's own study
         assert Orthanc(pacs.url).get_studies_id(results[0]["ParentStudy"])["MainDicomTags"]["StudyInstanceUID"] \
             == ct.StudyInstanceUID
-    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED], 60, what="the job to be dispatched")
+    wait_until(lambda: [j.state for j in jobs(process)] == [JobState.DISPATCHED], 60,
+               what="the job to be dispatched")
     status = run_renalnode("status", "--config", str(process.config))
     assert "dispatched 1" in status.stdout
     log = process.log_text()
@@ -95,10 +97,10 @@ def test_bad_input_is_quarantined_while_a_good_series_succeeds(node, phantom_cas
     listing = wait_until(lambda: (r := run_renalnode("quarantine", "list", "--config", str(process.config)))
                          and sum(line.startswith("job ") for line in r.stdout.splitlines()) == 3 and r, 120,
                          what="three quarantined series")
-    assert "no routing rule matches (abdominal-ct: modality MR)" in listing.stdout
+    assert "not a series renalnode segments: modality MR is not CT" in listing.stdout
     assert "1 missing slice(s)" in listing.stdout
     assert "cannot decode the pixel data" in listing.stdout
-    states = sorted(j["state"] for j in jobs(process))
+    states = sorted(j.state for j in jobs(process))
     assert states == ["dispatched", "quarantined", "quarantined", "quarantined"]
 
 
@@ -111,7 +113,8 @@ def test_full_loop_through_orthanc_auto_routing(node, phantom_cases):
     wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 600, 2, what="results in Orthanc")
     studies = {s["ParentStudy"] for series in pacs.series_by_modality().values() for s in series}
     assert len(studies) == 1  # CT, SEG, SR and PDF in one study
-    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED], 60, what="the job to be dispatched")
+    wait_until(lambda: [j.state for j in jobs(process)] == [JobState.DISPATCHED], 60,
+               what="the job to be dispatched")
     time.sleep(pacs.config["StableAge"] + QUIET_SECONDS + 3)  # long enough for a loop to show
     assert len(jobs(process)) == 1, "the node's own results were routed back to it"
 
@@ -120,10 +123,10 @@ def test_killed_during_a_job_the_restarted_node_sends_one_result_set(node, phant
     pacs, start = node
     process = start()
     assert store_folder(process.port, NODE_AET, phantom_cases("HFS") / "dicom", MODALITY_AET).returncode == 0
-    wait_until(lambda: any(j["state"] == "running" for j in jobs(process)), 120, what="the job to start")
+    wait_until(lambda: any(j.state == JobState.RUNNING for j in jobs(process)), 120, what="the job to start")
     process.stop(signal.SIGKILL)
     restarted = start()
-    wait_until(lambda: [j["state"] for j in jobs(restarted)] == [DISPATCHED], 600, 2,
+    wait_until(lambda: [j.state for j in jobs(restarted)] == [JobState.DISPATCHED], 600, 2,
                what="the reclaimed job to be dispatched")
     assert results_in(pacs) == ONE_RESULT_SET
     for series in pacs.series_by_modality()["SEG"] + pacs.series_by_modality()["SR"]:
@@ -137,11 +140,12 @@ def test_results_wait_for_a_stopped_pacs(node, phantom_cases):
     pacs.stop()
     assert store_folder(process.port, NODE_AET, phantom_cases("HFS") / "dicom", MODALITY_AET).returncode == 0
     journal = Journal(process.journal_url)
-    wait_until(lambda: any(row["attempts"] >= 1 for job in journal.recent_jobs()
-                           for row in journal.outbox_for(job["id"])), 600, 2, what="a failed dispatch attempt")
+    wait_until(lambda: any(row.attempts >= 1 for job in journal.recent_jobs()
+                           for row in journal.outbox_for(job.id)), 600, 2, what="a failed dispatch attempt")
     pacs.start()
     wait_until(lambda: results_in(pacs) == ONE_RESULT_SET, 120, 2, what="results after the restart")
-    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED], 60, what="the job to be dispatched")
+    wait_until(lambda: [j.state for j in jobs(process)] == [JobState.DISPATCHED], 60,
+               what="the job to be dispatched")
 
 
 def test_four_senders_at_once(node, phantom_set):
@@ -152,7 +156,7 @@ def test_four_senders_at_once(node, phantom_set):
                                  "127.0.0.1", str(process.port), str(case)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL) for case in cases]
     assert [sender.wait(300) for sender in senders] == [0, 0, 0, 0]
-    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED] * 4, 900, 2,
+    wait_until(lambda: [j.state for j in jobs(process)] == [JobState.DISPATCHED] * 4, 900, 2,
                what="four dispatched jobs")
     assert results_in(pacs) == {"SEG": 4, "SR": 4, "DOC": 4}
 
@@ -182,10 +186,10 @@ def test_late_instances_are_processed_not_lost(node, phantom_cases, tmp_path):
     for n, path in enumerate(slices):
         shutil.copy(path, (late if n == 20 else first) / path.name)
     assert store_folder(process.port, NODE_AET, first, MODALITY_AET).returncode == 0
-    wait_until(lambda: [j["state"] for j in jobs(process)] == ["quarantined"], 120, what="the partial series")
-    assert "missing slice" in jobs(process)[0]["reason"]
+    wait_until(lambda: [j.state for j in jobs(process)] == [JobState.QUARANTINED], 120, what="the partial series")
+    assert "missing slice" in jobs(process)[0].reason
     assert store_folder(process.port, NODE_AET, late, MODALITY_AET).returncode == 0
-    wait_until(lambda: [j["state"] for j in jobs(process)] == [DISPATCHED, "quarantined"], 600, 2,
+    wait_until(lambda: [j.state for j in jobs(process)] == [JobState.DISPATCHED, JobState.QUARANTINED], 600, 2,
                what="the completed series to be processed")
     assert results_in(pacs) == ONE_RESULT_SET
 
@@ -216,3 +220,30 @@ def test_access_control_at_association(tmp_path, local_orthanc):
     finally:
         for process in nodes:
             process.stop()
+
+
+def test_c_store_warnings_count_as_delivered_failures_do_not():
+    """The dispatcher reads a C-STORE status by pynetdicom's category: success and warnings (coerced
+    or discarded elements, ...) mean the object is stored; a failure raises with its code."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    from deploy.node.config import Destination
+    from deploy.node.dispatcher import DispatchError, _store_scu
+
+    answers = iter([0x0000, 0xB000, 0xB007, 0x0001, 0xA700, 0xC000, 0x0122])
+    pacs = AE(ae_title=ORTHANC_AET)
+    pacs.add_supported_context(CTImageStorage)
+    port = free_port()
+    server = pacs.start_server(("127.0.0.1", port), block=False,
+                               evt_handlers=[(evt.EVT_C_STORE, lambda event: next(answers))])
+    destination = Destination("pacs", "dicom", "127.0.0.1", port, ORTHANC_AET)
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    try:
+        for _ in range(4):
+            _store_scu(destination, NODE_AET, [ct])
+        for code in ("0xA700", "0xC000", "0x0122"):
+            with pytest.raises(DispatchError, match=f"C-STORE of CT Image Storage refused: {code}"):
+                _store_scu(destination, NODE_AET, [ct])
+    finally:
+        server.shutdown()

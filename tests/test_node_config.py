@@ -1,11 +1,18 @@
 """The node's configuration, routing rules and spool paths: mistakes stop the node with a message."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from deploy.node.config import load_config
+from deploy.node.journal import Journal
+from deploy.node.metrics import NodeMetrics
 from deploy.node.routing import SeriesFacts, load_rules, route
 from deploy.node.spool import Spool
+from deploy.node.worker import Worker
+from operators.series_selection import SelectionRules
+from renalnode.series_eligibility import DEFAULT_SERIES_RULES
 
 TOML = """
 [listener]
@@ -76,6 +83,7 @@ destination_failing_seconds = 60
      "TEST_RENALNODE_WEB_PASSWORD is not set"),
     (lambda t: t + '[notifications]\nwebhook_url = "hooks.example/x"\n', "must give an http(s) URL"),
     (lambda t: t + '[notifications]\nwebhook_url = "https://hooks.example/x"\nretry_secs = 1\n', "retry_secs"),
+    (lambda t: t + '[routing]\nseries_rule = "mine.yaml"\n', "routing] setting(s)"),
 ])
 def test_configuration_mistakes_are_named(tmp_path, monkeypatch, edit, message):
     monkeypatch.delenv("TEST_RENALNODE_PASSWORD", raising=False)
@@ -87,20 +95,40 @@ def test_configuration_mistakes_are_named(tmp_path, monkeypatch, edit, message):
         load_config(tmp_path / "node.toml")
 
 
+def test_a_site_series_rules_file_is_what_routing_and_the_app_read(tmp_path):
+    torso = DEFAULT_SERIES_RULES.read_text().replace("KIDNEY, RENAL]", "KIDNEY, RENAL, TORSO]")
+    (tmp_path / "mine.yaml").write_text(torso)
+    text = TOML.replace('password_env = "TEST_RENALNODE_PASSWORD"\n', "") + '[routing]\nseries_rules = "mine.yaml"\n'
+    (tmp_path / "node.toml").write_text(text)
+    config = load_config(tmp_path / "node.toml")
+    assert config.series_rules == tmp_path / "mine.yaml"
+    rules = load_rules(config.routing_rules, set(config.destinations), config.series_rules)
+    assert route(rules, SeriesFacts("CT", "TORSO", "", "", "ORTHANC"))[0] is not None
+    journal = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}")
+    worker = Worker(config, journal, Spool(config.spool), NodeMetrics(journal, config.spool))
+    assert "TORSO" in SelectionRules.load(worker.settings.series_rules).eligibility.body_parts
+
+
 def test_routing_first_match_and_reasons(tmp_path):
     rules_file = tmp_path / "routing.yaml"
     rules_file.write_text("""rules:
   - {name: from-ct-room, modalities: [CT], calling_aets: [CT1], destinations: [pacs, web]}
-  - {name: abdomen, modalities: [CT], body_parts: [ABDOMEN], descriptions: ['(?i)abd'], destinations: [pacs]}
+  - {name: ward, calling_aets: [WARD], destinations: [pacs]}
 """)
     rules = load_rules(rules_file, {"pacs", "web"})
-    ct_room = SeriesFacts("CT", "", "", "", "CT1")
+    ct_room = SeriesFacts("CT", "ABDOMEN", "", "", "CT1")
     assert route(rules, ct_room)[0].name == "from-ct-room"
-    by_description = SeriesFacts("CT", "", "Abd/Pelvis 2mm", "", "ORTHANC")
+    by_description = SeriesFacts("CT", "", "Abd/Pelvis 2mm", "", "WARD")
     assert route(rules, by_description)[0].destinations == ("pacs",)
-    rule, reason = route(rules, SeriesFacts("CT", "HEAD", "Head", "", "ORTHANC"))
-    assert rule is None and "abdomen: body part HEAD" in reason and "from-ct-room: sent by ORTHANC" in reason
+    rule, reason = route(rules, SeriesFacts("CT", "ABDOMEN", "Abd", "", "ORTHANC"))
+    assert rule is None and "ward: sent by ORTHANC" in reason and "from-ct-room: sent by ORTHANC" in reason
+    # The series rules decide before any routing rule, whoever sent the series.
+    rule, reason = route(rules, SeriesFacts("CT", "HEAD", "Head", "", "CT1"))
+    assert rule is None and reason == "not a series renalnode segments: body part HEAD is not abdomen"
     with pytest.raises(ValueError, match="unknown destinations \\['web'\\]"):
+        load_rules(rules_file, {"pacs"})
+    rules_file.write_text("rules:\n  - {name: old, body_parts: [ABDOMEN], destinations: [pacs]}\n")
+    with pytest.raises(ValueError, match="body_parts moved to the series rules file"):
         load_rules(rules_file, {"pacs"})
 
 
@@ -116,13 +144,6 @@ def test_spool_refuses_uids_that_are_not_uids(tmp_path, uid):
 
 def test_map_runner_settings(tmp_path):
     """runner = "map" needs an image, and Docker on the machine; its command mounts the series read-only."""
-    import shutil
-
-    from deploy.node.journal import Journal
-    from deploy.node.metrics import NodeMetrics
-    from deploy.node.spool import Spool
-    from deploy.node.worker import Worker
-
     base = TOML.replace('password_env = "TEST_RENALNODE_PASSWORD"\n', "")
     (tmp_path / "node.toml").write_text(base.replace("quiet_seconds = 5", 'quiet_seconds = 5\nrunner = "map"'))
     with pytest.raises(ValueError, match="needs node.map_image"):

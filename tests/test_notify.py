@@ -7,16 +7,14 @@ import logging
 import time
 
 import pytest
-
 from conftest import WebhookReceiver
+from test_journal import complete_and_enqueue, receive
+
 from deploy.local_services import free_port
-from deploy.node import journal as j
 from deploy.node.config import NotificationConfig
-from deploy.node.journal import Journal
+from deploy.node.journal import JobState, Journal, NotificationState
 from deploy.node.metrics import NodeMetrics
 from deploy.node.notify import Notifier
-
-FACTS = {"modality": "CT", "body_part": "ABDOMEN", "series_description": "", "study_description": ""}
 
 
 @pytest.fixture
@@ -43,17 +41,16 @@ def notifier(journal, tmp_path, url: str, **settings) -> Notifier:
 
 
 def series_with_job(journal: Journal, uid: str) -> int:
-    journal.record_instance(f"{uid}.1", uid, "1.2.3", f"/spool/{uid}.1.dcm", "CT1", FACTS, now=100.0)
-    assert journal.mark_complete(uid, 100.0)
-    return journal.enqueue(uid, ("pacs",))
+    receive(journal, uid, f"{uid}.1")
+    return complete_and_enqueue(journal, uid)
 
 
 def test_quarantine_and_failed_job_are_delivered_after_retries(journal, receiver, tmp_path):
     hook = receiver(failures=2)
     series_with_job(journal, "1.1")
-    journal.finish(journal.claim().id, j.QUARANTINED, "no CT series with at least 20 slices")
+    journal.finish(journal.claim().id, JobState.QUARANTINED, "no CT series with at least 20 slices")
     series_with_job(journal, "1.2")
-    journal.finish(journal.claim().id, j.FAILED, "RuntimeError: out of memory (attempt 3 of 3)")
+    journal.finish(journal.claim().id, JobState.FAILED, "RuntimeError: out of memory (attempt 3 of 3)")
     sender = notifier(journal, tmp_path, hook.url)
     now = time.time()
     for _ in range(6):        # two refusals, each followed by a back-off, then both delivered
@@ -64,8 +61,8 @@ def test_quarantine_and_failed_job_are_delivered_after_retries(journal, receiver
     assert quarantined["series_uid"] == "1.1" and quarantined["study_uid"] == "1.2.3"
     assert quarantined["reason"] == "no CT series with at least 20 slices" and quarantined["node"] == "RENALNODE"
     assert quarantined["dashboard"] == f"http://dash.example/jobs/{quarantined['job']}"
-    assert [r["state"] for r in journal.notification_rows()] == [j.SENT, j.SENT]
-    assert sum(r["attempts"] for r in journal.notification_rows()) == 4   # 2 refused + 2 delivered
+    assert [r.state for r in journal.notification_rows()] == [NotificationState.SENT, NotificationState.SENT]
+    assert sum(r.attempts for r in journal.notification_rows()) == 4   # 2 refused + 2 delivered
     assert not sender.step(now) and len(hook.bodies) == 2                 # never twice
 
 
@@ -74,9 +71,9 @@ def test_failing_destination_is_notified_once_per_failing_period(journal, receiv
     sender = notifier(journal, tmp_path, hook.url, destination_failing_seconds=300)
     job = series_with_job(journal, "1.3")
     journal.claim()
-    journal.finish(job, j.RESULTS_READY, output="/results/1")
+    journal.finish(job, JobState.RESULTS_READY, output="/results/1")
     (row,) = journal.due_dispatches()
-    journal.dispatch_failed(row["id"], "association with PACS@pacs:104 failed", 0)
+    journal.dispatch_failed(row.id, "association with PACS@pacs:104 failed", 0)
     start = time.time()
     sender.step(start + 10)
     assert hook.bodies == []                              # failing, but not yet for long
@@ -86,14 +83,14 @@ def test_failing_destination_is_notified_once_per_failing_period(journal, receiv
     assert body["event"] == "destination.failing" and body["destination"] == "pacs"
     assert body["last_error"] == "association with PACS@pacs:104 failed"
     assert body["dashboard"] == "http://dash.example/destinations"
-    journal.dispatched(row["id"])                         # it recovers ...
+    journal.dispatched(row.id)                         # it recovers ...
     sender.step(start + 900)
     assert len(hook.bodies) == 1
     job = series_with_job(journal, "1.4")                 # ... and fails again: a new period, a new message
     journal.claim()
-    journal.finish(job, j.RESULTS_READY, output="/results/2")
+    journal.finish(job, JobState.RESULTS_READY, output="/results/2")
     (row,) = journal.due_dispatches()
-    journal.dispatch_failed(row["id"], "C-STORE refused", 0)
+    journal.dispatch_failed(row.id, "C-STORE refused", 0)
     sender.step(time.time() + 400)
     assert [b["event"] for b in hook.bodies] == ["destination.failing"] * 2 and hook.bodies[1]["last_error"] == (
         "C-STORE refused")
@@ -102,7 +99,7 @@ def test_failing_destination_is_notified_once_per_failing_period(journal, receiv
 def test_unreachable_webhook_is_given_up_and_its_url_never_logged(journal, tmp_path, caplog):
     url = f"http://127.0.0.1:{free_port()}/hook?token=SECRET-TOKEN"   # nothing listens there
     series_with_job(journal, "1.5")
-    journal.finish(journal.claim().id, j.QUARANTINED, "MR series")
+    journal.finish(journal.claim().id, JobState.QUARANTINED, "MR series")
     sender = notifier(journal, tmp_path, url, max_attempts=3)
     caplog.set_level(logging.INFO, logger="renalnode.node")
     now = time.time()
@@ -110,7 +107,7 @@ def test_unreachable_webhook_is_given_up_and_its_url_never_logged(journal, tmp_p
         assert sender.step(now) is False
         now += 3600
     (row,) = journal.notification_rows()
-    assert row["state"] == j.FAILED and row["attempts"] == 3 and row["last_error"] == "ConnectionError"
+    assert row.state == NotificationState.FAILED and row.attempts == 3 and row.last_error == "ConnectionError"
     assert "not delivered after 3 attempts" in caplog.text and "SECRET-TOKEN" not in caplog.text
     scraped = sender.metrics.registry.get_sample_value("renalnode_notifications_total", {"outcome": "failed"})
     assert scraped == 3

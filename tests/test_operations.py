@@ -18,11 +18,11 @@ import pydicom
 import pytest
 import requests
 import yaml
+from conftest import WebhookReceiver
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import WebhookReceiver
 from deploy.local_services import NODE_AET, ORTHANC_AET, LocalNode, LocalOrthanc, free_port, store_folder, wait_until
-from deploy.node.journal import DISPATCHED, QUARANTINED, Journal
+from deploy.node.journal import JobState, Journal, SeriesState
 
 CT_ROOM, OTHER_ROOM = "CTROOM1", "CTROOM2"
 USER, PASSWORD = "it-admin", "correct horse battery staple"
@@ -61,8 +61,8 @@ def morning(tmp_path_factory, phantom_cases):
         before = scrape(url)
         good, odd = phantom_cases("HFS") / "dicom", phantom_cases("FFS") / "dicom"
         assert store_folder(node_port, NODE_AET, good, CT_ROOM).returncode == 0
-        done = wait_until(lambda: next((j for j in journal.recent_jobs() if j["state"] == DISPATCHED), None), 600,
-                          2, what="the CT room's study processed and sent")
+        done = wait_until(lambda: next((j for j in journal.recent_jobs() if j.state == JobState.DISPATCHED), None),
+                          600, 2, what="the CT room's study processed and sent")
         after = scrape(url)
         assert store_folder(node_port, NODE_AET, odd, OTHER_ROOM).returncode == 0
         held = wait_until(lambda: journal.quarantined() or None, 120, 1, what="the other room's series quarantined")
@@ -103,9 +103,9 @@ def test_webhook_receives_the_quarantined_series(morning):
     held = morning["held"]
     body = wait_until(lambda: next((b for b in morning["hook"].bodies if b["event"] == "job.quarantined"), None),
                       60, what="the quarantine notification")
-    assert body["series_uid"] == held["series_uid"] and body["job"] == held["id"]
+    assert body["series_uid"] == held.series_uid and body["job"] == held.job_id
     assert "no routing rule matches" in body["reason"] and body["node"] == NODE_AET
-    assert body["dashboard"] == f"{morning['url']}/jobs/{held['id']}"
+    assert body["dashboard"] == f"{morning['url']}/jobs/{held.job_id}"
 
 
 def flash(browser) -> str:
@@ -121,7 +121,7 @@ def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning,
     from selenium.webdriver.common.by import By
 
     url, journal, done, held = morning["url"], morning["journal"], morning["done"], morning["held"]
-    browser.get(f"{url}/jobs/{done['id']}")
+    browser.get(f"{url}/jobs/{done.id}")
     assert "/login" in browser.current_url                      # nothing without logging in
     browser.find_element(By.ID, "username").send_keys(USER)
     browser.find_element(By.ID, "password").send_keys("wrong")
@@ -131,10 +131,10 @@ def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning,
     browser.find_element(By.ID, "username").send_keys(USER)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()
-    wait_until(lambda: browser.current_url == f"{url}/jobs/{done['id']}", 30, 0.2,
+    wait_until(lambda: browser.current_url == f"{url}/jobs/{done.id}", 30, 0.2,
                what="the job page after login")                  # back where it was going
 
-    assert browser.find_element(By.ID, "job-state").text == DISPATCHED
+    assert browser.find_element(By.ID, "job-state").text == JobState.DISPATCHED
     findings = browser.find_elements(By.CSS_SELECTOR, "#findings tr")[1:]
     names = [row.find_elements(By.TAG_NAME, "td")[0].text for row in findings]
     assert "Right kidney" in names and "Left kidney" in names
@@ -148,7 +148,7 @@ def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning,
     assert "inference" in stages
 
     browser.get(url)                                             # the overview: queue, jobs with stages
-    assert f"/jobs/{done['id']}" in browser.page_source and "inference" in browser.find_element(By.ID, "jobs").text
+    assert f"/jobs/{done.id}" in browser.page_source and "inference" in browser.find_element(By.ID, "jobs").text
 
     browser.get(f"{url}/destinations")
     browser.find_element(By.CSS_SELECTOR, "button.echo[data-destination='pacs']").click()
@@ -163,23 +163,24 @@ def test_dashboard_login_finished_job_and_retry_of_a_quarantined_series(morning,
 
     browser.get(f"{url}/quarantine")
     quarantine = browser.find_element(By.ID, "quarantine").text
-    assert held["series_uid"] in quarantine and "no routing rule matches" in quarantine
+    assert held.series_uid in quarantine and "no routing rule matches" in quarantine
     (morning["folder"] / "routing.yaml").write_text(rules(CT_ROOM, OTHER_ROOM))   # IT fixes the rule ...
-    browser.find_element(By.CSS_SELECTOR, f"button.retry[data-job='{held['id']}']").click()   # ... and retries
+    browser.find_element(By.CSS_SELECTOR, f"button.retry[data-job='{held.job_id}']").click()   # ... and retries
     assert "will be routed and processed again" in flash(browser)
     assert "Nothing quarantined" in browser.find_element(By.ID, "quarantine").text
 
-    redone = wait_until(lambda: next((j for j in journal.recent_jobs() if j["series_uid"] == held["series_uid"]
-                                      and j["state"] == DISPATCHED), None), 600, 2, what="the retried series sent")
-    browser.get(f"{url}/jobs/{redone['id']}")
-    assert browser.find_element(By.ID, "job-state").text == DISPATCHED
+    redone = wait_until(lambda: next((j for j in journal.recent_jobs() if j.series_uid == held.series_uid
+                                      and j.state == JobState.DISPATCHED), None), 600, 2,
+                        what="the retried series sent")
+    browser.get(f"{url}/jobs/{redone.id}")
+    assert browser.find_element(By.ID, "job-state").text == JobState.DISPATCHED
     assert browser.find_elements(By.CSS_SELECTOR, "img.key-image")
-    browser.get(f"{url}/audit?series={held['series_uid']}")
+    browser.get(f"{url}/audit?series={held.series_uid}")
     trail = browser.find_element(By.CSS_SELECTOR, "table.events").text
     for event in ("job.quarantined", "job.retried", "job.running", "dispatch.sent", "job.dispatched"):
         assert event in trail, event
     assert f"by dashboard user {USER}" in trail
-    assert journal.series_row(held["series_uid"])["state"] != QUARANTINED
+    assert journal.series_row(held.series_uid).state != SeriesState.QUARANTINED
 
 
 def test_no_patient_name_or_id_in_logs_metrics_audit_or_messages(morning):
@@ -205,16 +206,16 @@ def test_no_patient_name_or_id_in_logs_metrics_audit_or_messages(morning):
 def test_buttons_need_the_login_and_the_page_token(morning):
     url, held = morning["url"], morning["held"]
     session = requests.Session()
-    anonymous = session.post(f"{url}/jobs/{held['id']}/retry", data={"back": "/"}, allow_redirects=False)
+    anonymous = session.post(f"{url}/jobs/{held.job_id}/retry", data={"back": "/"}, allow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
     login = session.post(f"{url}/login?next=//evil.example/", data={"username": USER, "password": PASSWORD},
                          allow_redirects=False)
     assert login.status_code == 303 and login.headers["location"] == "/"       # never another site
-    forged = session.post(f"{url}/jobs/{held['id']}/retry", data={"back": "/"}, allow_redirects=False)
+    forged = session.post(f"{url}/jobs/{held.job_id}/retry", data={"back": "/"}, allow_redirects=False)
     assert forged.status_code == 403                                            # no token from our page
-    assert session.get(f"{url}/jobs/{held['id']}/key-images/..%2F..%2Fnode.yaml").status_code == 404
+    assert session.get(f"{url}/jobs/{held.job_id}/key-images/..%2F..%2Fnode.yaml").status_code == 404
     audit = morning["journal"].audit_events(event_prefix="login")
-    assert audit and all(PASSWORD not in row["detail"] for row in audit)
+    assert audit and all(PASSWORD not in row.detail for row in audit)
 
 
 def test_healthz_names_what_fails(morning):

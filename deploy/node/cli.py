@@ -38,10 +38,10 @@ def _status(args) -> int:
         print(f"{name}: " + (", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "none"))
     print(f"\n{'job':>5}  {'state':<14} {'attempts':>8}  {'created':<19}  {'finished':<19}  series / reason")
     for job in journal.recent_jobs(args.limit):
-        print(f"{job['id']:>5}  {job['state']:<14} {job['attempts']:>8}  {when(job['created']):<19}  "
-              f"{when(job['finished']):<19}  {job['series_uid']}")
-        if job["reason"]:
-            print(f"{'':>7}{job['reason']}")
+        print(f"{job.id:>5}  {job.state:<14} {job.attempts:>8}  {when(job.created):<19}  "
+              f"{when(job.finished):<19}  {job.series_uid}")
+        if job.reason:
+            print(f"{'':>7}{job.reason}")
     return 0
 
 
@@ -49,10 +49,10 @@ def _audit(journal, args) -> int:
     """The audit log, newest first (--audit N rows; --series, --job, --event narrow it)."""
     events = journal.audit_events(args.audit or 50, args.series or "", args.job, args.event or "")
     for row in events:
-        where = " ".join(filter(None, [f"job {row['job_id']}" if row["job_id"] else "",
-                                       f"series {row['series_uid']}" if row["series_uid"] else "",
-                                       f"to {row['destination']}" if row["destination"] else ""]))
-        print(f"{when(row['time'])}  {row['event']:<20} {where}{'  ' if where else ''}{row['detail']}")
+        where = " ".join(filter(None, [f"job {row.job_id}" if row.job_id else "",
+                                       f"series {row.series_uid}" if row.series_uid else "",
+                                       f"to {row.destination}" if row.destination else ""]))
+        print(f"{when(row.time)}  {row.event:<20} {where}{'  ' if where else ''}{row.detail}")
     if not events:
         print("no audit events match")
     return 0
@@ -67,8 +67,8 @@ def _retry(args) -> int:
 def _quarantine(args) -> int:
     rows = _journal(args).quarantined()
     for row in rows:
-        print(f"job {row['id']}  series {row['series_uid']}  {row['instances']} instance(s) from "
-              f"{row['calling_aet']}\n    {row['reason']}")
+        print(f"job {row.job_id}  series {row.series_uid}  {row.instances} instance(s) from "
+              f"{row.calling_aet}\n    {row.reason}")
     if not rows:
         print("nothing quarantined")
     return 0

@@ -7,12 +7,13 @@ variables the file names, never from the file itself.
     [node]                spool, journal (SQLAlchemy URL; sqlite:///... by default), model,
                           quiet_seconds, max_wait_seconds, max_attempts, mirroring, tile_step_size,
                           runner ("in-process", or "map" with map_image and map_timeout_seconds)
-    [routing]             rules (a YAML file, see deploy/node/routing.py)
+    [routing]             rules (a YAML file, see deploy/node/routing.py), series_rules (which series
+                          are abdominal CTs, for routing and the app; renalnode/series_rules.yaml)
     [destinations.NAME]   kind = "dicom": host, port, ae_title
                           kind = "dicomweb": url, username, password_env
     [dispatch]            retry_base_seconds, retry_max_seconds
     [web]                 host, port, username, password_env, url (optional): the dashboard, /metrics
-                          and /healthz (deploy/node/web.py); no [web], no web server
+                          and /healthz (deploy/node/web/); no [web], no web server
     [notifications]       webhook_url or webhook_url_env, destination_failing_seconds, max_attempts,
                           retry_base_seconds, retry_max_seconds, timeout_seconds
 """
@@ -22,8 +23,11 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from renalnode.series_eligibility import DEFAULT_SERIES_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 TUNABLE = ("quiet_seconds", "max_wait_seconds", "max_attempts", "mirroring", "tile_step_size", "runner", "map_image",
@@ -90,6 +94,7 @@ class NodeConfig:
     model: Path
     routing_rules: Path
     destinations: dict[str, Destination]
+    series_rules: Path = DEFAULT_SERIES_RULES
     quiet_seconds: float = 10.0
     max_wait_seconds: float = 600.0
     max_attempts: int = 3
@@ -175,10 +180,15 @@ def load_config(path: Path) -> NodeConfig:
         if not isinstance(listener_data.get(key, []), list):
             raise ValueError(f"{path}: listener.{key} must be a list, e.g. [\"ORTHANC\"]")
     try:
+        listener_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in listener_data.items()}
         listener = ListenerConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in listener_data.items()},
+            **listener_fields,
             tls=TLS(**{k: base / v for k, v in tls.items()}) if tls else None)
         node = data.get("node", {})
+        routing = data.get("routing", {})
+        unknown_routing = set(routing) - {"rules", "series_rules"}
+        if unknown_routing:
+            raise ValueError(f"{path}: unknown [routing] setting(s) {sorted(unknown_routing)}")
         unknown = set(node) - {"spool", "journal", "model", *TUNABLE}
         if unknown:
             raise ValueError(f"{path}: unknown [node] setting(s) {sorted(unknown)}")
@@ -187,7 +197,8 @@ def load_config(path: Path) -> NodeConfig:
             listener=listener, spool=spool,
             journal_url=node.get("journal", f"sqlite:///{spool / 'journal.sqlite'}"),
             model=(base / node["model"]) if "model" in node else ROOT / "models" / "renalnode-demo",
-            routing_rules=base / data.get("routing", {}).get("rules", ROOT / "deploy" / "node" / "routing.yaml"),
+            routing_rules=base / routing.get("rules", ROOT / "deploy" / "node" / "routing.yaml"),
+            series_rules=base / routing.get("series_rules", DEFAULT_SERIES_RULES),
             destinations={name: _destination(name, d) for name, d in data.get("destinations", {}).items()},
             web=_web(data["web"]) if "web" in data else None,
             notifications=_notifications(data["notifications"]) if "notifications" in data else None,

@@ -1,31 +1,37 @@
 """The dispatcher: sends each job's result objects to its destinations from the journal's outbox,
-by C-STORE (pynetdicom) or STOW-RS (dicomweb-client). A failure is retried with exponential
-back-off and never blocks other destinations; a resend after a crash is harmless because the
-objects' UIDs are deterministic (the receiver replaces, not duplicates)."""
+by C-STORE (pynetdicom) or STOW-RS (dicomweb-client). One thread sends the due rows one after
+another: a failed row is retried later with exponential back-off and the rows after it are still
+tried, but a destination slow to answer holds up the others for as long as its attempt takes. A
+resend after a crash is harmless because the objects' UIDs are deterministic (the receiver
+replaces, not duplicates)."""
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from deploy.node.config import Destination, NodeConfig
-from deploy.node.journal import Journal
+from deploy.node.journal import Journal, retry_delay
 from deploy.node.metrics import NodeMetrics
 
 log = logging.getLogger("renalnode.node")
+# A warning (coerced data elements, elements discarded, ...) still means the object was stored.
+STORED = (STATUS_SUCCESS, STATUS_WARNING)
 
 
 class DispatchError(RuntimeError):
     pass
 
 
-def _store_scu(destination: Destination, calling_ae: str, datasets: list[pydicom.Dataset]) -> None:
+def _store_scu(destination: Destination, calling_ae: str, datasets: Sequence[pydicom.Dataset]) -> None:
     ae = AE(ae_title=calling_ae)
     for sop_class in sorted({ds.SOPClassUID for ds in datasets}):
         ae.add_requested_context(sop_class)
@@ -39,7 +45,7 @@ def _store_scu(destination: Destination, calling_ae: str, datasets: list[pydicom
             raise DispatchError(f"{destination.ae_title} does not accept {', '.join(refused)}")
         for ds in datasets:
             status = assoc.send_c_store(ds)
-            if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
+            if not status or code_to_category(status.Status) not in STORED:
                 code = f"0x{status.Status:04X}" if status else "no response"
                 raise DispatchError(f"C-STORE of {ds.SOPClassUID.name} refused: {code}")
     finally:
@@ -53,7 +59,7 @@ def _dicomweb(destination: Destination) -> DICOMwebClient:
     return DICOMwebClient(url=destination.url, session=session)
 
 
-def _stow(destination: Destination, datasets: list[pydicom.Dataset]) -> None:
+def _stow(destination: Destination, datasets: Sequence[pydicom.Dataset]) -> None:
     try:
         _dicomweb(destination).store_instances(datasets)
     except requests.RequestException as exc:
@@ -94,23 +100,22 @@ class Dispatcher:
     def dispatch_due(self, now: float | None = None) -> int:
         sent = 0
         for row in self.journal.due_dispatches(now):
-            destination = self.config.destinations.get(row["destination"])
-            files = sorted(Path(row["output"]).glob("*.dcm"))
+            destination = self.config.destinations.get(row.destination)
+            files = sorted(Path(row.output).glob("*.dcm"))
             try:
                 if destination is None:
-                    raise DispatchError(f"destination {row['destination']} is no longer configured")
+                    raise DispatchError(f"destination {row.destination} is no longer configured")
                 if not files:
-                    raise DispatchError(f"no result objects in {row['output']}")
+                    raise DispatchError(f"no result objects in {row.output}")
                 self.send(destination, files)
             except Exception as exc:  # one row's failure, whatever it is, must not hold up the others
-                delay = min(self.config.retry_max_seconds,
-                            self.config.retry_base_seconds * 2 ** min(row["attempts"], 30))
-                self.journal.dispatch_failed(row["id"], str(exc), time.time() + delay)
-                self.metrics.dispatch_failures.labels(row["destination"]).inc()
-                log.warning("job %d to %s: %s; next try in %.0f s", row["job_id"], row["destination"], exc, delay)
+                delay = retry_delay(row.attempts + 1, self.config.retry_base_seconds, self.config.retry_max_seconds)
+                self.journal.dispatch_failed(row.id, str(exc), time.time() + delay)
+                self.metrics.dispatch_failures.labels(row.destination).inc()
+                log.warning("job %d to %s: %s; next try in %.0f s", row.job_id, row.destination, exc, delay)
                 continue
-            self.journal.dispatched(row["id"], f"{len(files)} object(s)")
-            self.metrics.dispatches.labels(row["destination"]).inc()
+            self.journal.dispatched(row.id, f"{len(files)} object(s)")
+            self.metrics.dispatches.labels(row.destination).inc()
             sent += 1
-            log.info("job %d: %d object(s) sent to %s", row["job_id"], len(files), row["destination"])
+            log.info("job %d: %d object(s) sent to %s", row.job_id, len(files), row.destination)
         return sent

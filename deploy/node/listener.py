@@ -13,12 +13,16 @@ import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy import String
 
 from deploy.node.config import ListenerConfig
-from deploy.node.journal import Journal, series
+from deploy.node.journal import Journal
+from deploy.node.journal.schema import series
 from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
 
@@ -29,6 +33,8 @@ REJECT_HOST = (0x01, 0x01, 0x03)         # permanent, service user, calling AE (
 REJECT_DISK_FULL = (0x02, 0x03, 0x02)    # transient, service provider (presentation), local limit exceeded
 FACTS = {"modality": "Modality", "body_part": "BodyPartExamined", "series_description": "SeriesDescription",
          "study_description": "StudyDescription"}
+# Longer header values are cut to their journal column's length.
+FACT_LENGTHS = {name: cast(String, series.c[name].type).length for name in FACTS}
 
 
 @dataclass
@@ -40,14 +46,14 @@ class _Association:
 class Listener:
     def __init__(self, config: ListenerConfig, spool: Spool, journal: Journal, metrics: NodeMetrics):
         self.config, self.spool, self.journal, self.metrics = config, spool, journal, metrics
-        self.server = None
+        self.server: ThreadedAssociationServer | None = None
         self._open: dict[int, _Association] = {}  # id(association) -> what it did so far
         self._lock = threading.Lock()
 
     def _ae(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         ae.require_calling_aet = list(self.config.allowed_calling_aets)
         ae.require_called_aet = True
@@ -65,7 +71,7 @@ class Listener:
         return context
 
     def start(self) -> None:
-        handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, lambda event: SUCCESS),
+        handlers: list = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, lambda event: SUCCESS),
                     (evt.EVT_ESTABLISHED, self._on_established), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_closed),
                     (evt.EVT_ABORTED, self._on_closed), (evt.EVT_CONN_CLOSE, self._on_closed)]
@@ -77,7 +83,7 @@ class Listener:
         """The server socket is open and its accepting thread runs (checked without connecting: a
         probe's connection would hold an association slot until pynetdicom's ACSE timeout)."""
         server = self.server
-        return server is not None and server.socket.fileno() != -1 and any(
+        return server is not None and server.socket is not None and server.socket.fileno() != -1 and any(
             thread.name.startswith("AcceptorServer@") and thread.is_alive() for thread in threading.enumerate())
 
     def stop(self) -> None:
@@ -127,7 +133,7 @@ class Listener:
         calling = event.assoc.requestor.ae_title
         try:
             path = self.spool.store(study_uid, series_uid, sop_uid, event.encoded_dataset())
-            facts = {name: str(header.get(keyword, "") or "")[:series.c[name].type.length]
+            facts = {name: str(header.get(keyword, "") or "")[:FACT_LENGTHS[name]]
                      for name, keyword in FACTS.items()}
             new_series = self.journal.record_instance(sop_uid, series_uid, study_uid, str(path), calling, facts)
         except ValueError as exc:

@@ -1,4 +1,4 @@
-"""The node's Prometheus metrics (served at /metrics by deploy/node/web.py).
+"""The node's Prometheus metrics (served at /metrics by deploy/node/web/monitoring.py).
 
 Counters and histograms move as things happen in this process (reset at restart, as Prometheus
 expects); states and disk space are read when scraped. Model loads are counted from the run records

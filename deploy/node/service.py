@@ -28,7 +28,7 @@ IDLE_SECONDS = 0.5
 class Node:
     def __init__(self, config: NodeConfig):
         self.config = config
-        self.rules = RulesFile(config.routing_rules, set(config.destinations))
+        self.rules = RulesFile(config.routing_rules, set(config.destinations), config.series_rules)
         self.spool = Spool(config.spool)
         self.journal = Journal(config.journal_url, notify=config.notifications is not None)
         self.metrics = NodeMetrics(self.journal, self.spool.root)

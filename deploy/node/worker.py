@@ -14,19 +14,21 @@ from pathlib import Path
 
 from app.app import AppSettings, run_study
 from deploy.node.config import NodeConfig
-from deploy.node.journal import FAILED, QUARANTINED, QUEUED, RESULTS_READY, Journal
+from deploy.node.journal import JobState, Journal
 from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
 from renalnode.privacy import identifiers_in, redact
 from renalnode.run_record import COMPLETED, RunRecord
 
 log = logging.getLogger("renalnode.node")
+MAP_SERIES_RULES = "/etc/renalnode/series_rules.yaml"
 
 
 class Worker:
     def __init__(self, config: NodeConfig, journal: Journal, spool: Spool, metrics: NodeMetrics):
         self.config, self.journal, self.spool, self.metrics = config, journal, spool, metrics
-        self.settings = AppSettings(tile_step_size=config.tile_step_size, use_mirroring=config.mirroring)
+        self.settings = AppSettings(series_rules=config.series_rules, tile_step_size=config.tile_step_size,
+                                    use_mirroring=config.mirroring)
         if config.runner == "map" and shutil.which("docker") is None:
             raise ValueError("node.runner is 'map' but docker is not installed on this machine")
 
@@ -34,6 +36,9 @@ class Worker:
         """`docker run` of the MAP on one series, as README's MAP section shows IT."""
         return ["docker", "run", "--rm", "--name", name, "--gpus", "all", "--ulimit", "stack=33554432", "--ipc", "host",
                 "-v", f"{input_folder}:/var/holoscan/input:ro", "-v", f"{output_folder}:/var/holoscan/output",
+                # The node's own series rules, so the container selects exactly what was routed to it.
+                "-v", f"{self.config.series_rules}:{MAP_SERIES_RULES}:ro",
+                "-e", f"RENALNODE_SERIES_RULES={MAP_SERIES_RULES}",
                 "-e", f"RENALNODE_MIRRORING={int(self.config.mirroring)}",
                 "-e", f"RENALNODE_TILE_STEP_SIZE={self.config.tile_step_size}", self.config.map_image]
 
@@ -58,13 +63,13 @@ class Worker:
         job = self.journal.claim()
         if job is None:
             return False
-        row = self.journal.series_row(job.series_uid)
+        series = self.journal.series_row(job.series_uid)
+        assert series is not None and job.started is not None  # a claimed job has both
         output = self.config.results / str(job.id)
         log.info("job %d: series %s, attempt %d", job.id, job.series_uid, job.attempts)
         if job.attempts == 1:  # later attempts' waits are the node's retry delays, not the queue
-            queued = self.journal.job_row(job.id)
-            self._observe("queue", queued["started"] - queued["created"])
-        folder = self.spool.series_folder(row["study_uid"], job.series_uid)
+            self._observe("queue", job.started - job.created)
+        folder = self.spool.series_folder(series.study_uid, job.series_uid)
         start = time.perf_counter()
         try:
             record = self.run_app(folder, output, job.id)
@@ -74,7 +79,7 @@ class Worker:
             reason = redact(f"{type(exc).__name__}: {exc}", private)
             log.error("job %d failed: %s\n%s", job.id, reason, redact(traceback.format_exc(limit=5), private))
             final = job.attempts >= self.config.max_attempts
-            self._finish(job.id, FAILED if final else QUEUED,
+            self._finish(job.id, JobState.FAILED if final else JobState.QUEUED,
                          f"{reason} (attempt {job.attempts} of {self.config.max_attempts})")
             return True
         self._observe("app", time.perf_counter() - start)
@@ -83,15 +88,15 @@ class Worker:
         for stage, seconds in record.stage_seconds.items():
             self._observe(stage, seconds)
         if record.status == COMPLETED:
-            self._finish(job.id, RESULTS_READY, output=str(output))
+            self._finish(job.id, JobState.RESULTS_READY, output=str(output))
             log.info("job %d: results ready (%s)", job.id, ", ".join(sorted(record.outputs)))
         else:
             reason = redact(record.reason, identifiers_in(folder))
-            self._finish(job.id, QUARANTINED, reason)
+            self._finish(job.id, JobState.QUARANTINED, reason)
             log.warning("job %d quarantined: %s", job.id, reason)
         return True
 
-    def _finish(self, job_id: int, state: str, reason: str = "", output: str = "") -> None:
+    def _finish(self, job_id: int, state: JobState, reason: str = "", output: str = "") -> None:
         self.metrics.jobs_finished.labels(self.journal.finish(job_id, state, reason, output)).inc()
 
     def _observe(self, stage: str, seconds: float) -> None:

@@ -158,7 +158,8 @@ class OhifStudy:
         last = None
         for _ in range(60):
             time.sleep(0.5)
-            shot = self.screenshot().crop(tuple(int(v) for v in box)).tobytes()
+            left, top, right, bottom = (int(v) for v in box)
+            shot = self.screenshot().crop((left, top, right, bottom)).tobytes()
             if shot == last:
                 return
             last = shot

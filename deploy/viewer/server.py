@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from deploy.viewer.fetch import OHIF_DIST
 
@@ -43,7 +44,7 @@ DICOMWEB_PATH = re.compile(r"(studies|series|instances)(/[0-9A-Za-z.,\-]+)*")
 mimetypes.add_type("application/wasm", ".wasm")
 
 
-def create_app(ohif: Path, orthanc_url: str, auth: tuple[str, str] | None = None) -> Starlette:
+def create_app(ohif: Path, orthanc_url: str, auth: tuple[str, str] | None = None) -> ASGIApp:
     ohif = Path(ohif).resolve()
     if not (ohif / "index.html").is_file():
         raise ValueError(f"no OHIF build at {ohif}: run `make setup` (python -m deploy.viewer.fetch)")

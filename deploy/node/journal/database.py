@@ -1,0 +1,51 @@
+"""The journal's database: its engine (SQLite in WAL mode, or PostgreSQL), its tables made at start,
+and what every concern of the journal shares: insert-or-ignore, state counts and the heartbeat."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Table, create_engine, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from deploy.node.journal.schema import heartbeat, jobs, metadata, outbox, series
+
+
+def _sqlite_pragmas(connection, _record):
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed row survives power loss
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class JournalDatabase:
+    def __init__(self, url: str, notify: bool = False):
+        """`notify`: quarantined and failed jobs also make webhook notifications (the node's journal
+        when a webhook is configured; operator commands never notify)."""
+        self.engine: Engine = create_engine(url, future=True)
+        self.notify = notify
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def _insert_ignore(self, table: Table):
+        dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"journal database {dialect} is not supported (SQLite or PostgreSQL)")
+        module = sqlite if dialect == "sqlite" else postgresql
+        return module.insert(table).on_conflict_do_nothing()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows by state of the series, jobs and outbox tables (the overview and the metrics)."""
+        with self.engine.connect() as db:
+            return {name: {state: n for state, n in db.execute(select(table.c.state, func.count())
+                                                              .group_by(table.c.state))}
+                    for name, table in (("series", series), ("jobs", jobs), ("outbox", outbox))}
+
+    def beat(self) -> None:
+        """A committed write: raises when the journal cannot be written (disk full, read-only, locked)."""
+        now = time.time()
+        with self.engine.begin() as db:
+            db.execute(self._insert_ignore(heartbeat).values(name="node", time=now))
+            db.execute(update(heartbeat).where(heartbeat.c.name == "node").values(time=now))
