@@ -74,7 +74,8 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert report["folds_evaluated"] == [0]
     assert report["cross_validation"]["cases"] == 1 and report["test"]["cases"] == 1 and report["shifted"]["cases"] == 1
     assert {t["rule"] for t in report["postprocessing"]["trials"]} == {
-        "kidney_largest_per_side", "lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"}
+        "kidney_largest_per_side", "cyst_touching_mass_is_mass", "lesion_max_distance_mm", "min_solid_mass_ml",
+        "min_cyst_ml"}
     for key in ("cross_validation", "test", "shifted"):
         summary, raw = report[key], report[f"{key}_without_postprocessing"]
         for name in ("kidney", "solid_mass", "cyst"):
