@@ -154,3 +154,4 @@ def test_viewer_server_serves_ohif_and_only_dicomweb(viewer):
     for outside in ("/dicom-web/../patients", "/dicom-web/%2e%2e/system", "/dicom-web/servers",
                     "/dicom-web/studies/../../instances"):
         assert get(outside).status == 404, outside
+    assert get("/dicom-web/studies?PatientID=1#2").status == 400   # a query no URL can carry

@@ -5,10 +5,12 @@ login, that buttons need the page's token, and that redirects and key images sta
 No listener, worker or Orthanc runs; the one destination is a port where nothing listens."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 from test_journal import complete_and_enqueue, receive
@@ -19,7 +21,7 @@ from deploy.node.config import load_config
 from deploy.node.journal import JobState, SeriesState
 from deploy.node.service import Node
 from deploy.node.web import create_app
-from deploy.node.web.login import FAILED_LOGIN_DELAY_SECONDS
+from deploy.node.web.login_guard import LoginGuard
 from renalnode.run_record import COMPLETED, KEY_IMAGE_FOLDER, RunRecord
 
 PNG = b"\x89PNG\r\n\x1a\n key image"
@@ -98,7 +100,7 @@ def test_login_is_slow_to_fail_audited_without_what_was_typed_and_goes_back_wher
     for name, password in ((USER, "wrong secret"), ("wrong secret", PASSWORD)):
         start = time.monotonic()
         failed = client.post("/login?next=/quarantine", data={"username": name, "password": password})
-        assert time.monotonic() - start >= FAILED_LOGIN_DELAY_SECONDS
+        assert time.monotonic() - start >= client.app.state.login_guard.delay_seconds
         assert failed.status_code == 200 and "Wrong user name or password" in failed.text
     assert client.get("/", follow_redirects=False).status_code == 303                # still not logged in
     login = client.post("/login?next=/quarantine", data={"username": USER, "password": PASSWORD},
@@ -122,11 +124,60 @@ def test_login_redirects_only_to_this_site(client, target):
 def test_logout_ends_the_session_and_a_new_login_gets_a_new_token(client):
     log_in(client)
     first = token(client)
+    stolen = dict(client.cookies)          # a copy of the cookie, as someone who saw it would keep it
     logout = client.post("/logout", follow_redirects=False)
     assert logout.status_code == 303 and logout.headers["location"] == "/login"
     assert client.get("/", follow_redirects=False).status_code == 303
+    replay = TestClient(client.app, cookies=stolen)
+    assert replay.get("/", follow_redirects=False).status_code == 303     # the copy ended with the logout
     log_in(client)
     assert token(client) != first
+
+
+def _guesses(app, attempts: list[dict]) -> list[httpx.Response]:
+    """Login attempts sent all at once, as a script would send them."""
+    async def send():
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.66", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+            return await asyncio.gather(*(http.post("/login", data=form) for form in attempts))
+    return asyncio.run(send())
+
+
+def test_parallel_guessing_is_as_slow_as_sequential_and_ends_in_a_lockout(client, node):
+    guard = client.app.state.login_guard = LoginGuard(delay_seconds=0.2, max_failures=5, lockout_seconds=60)
+    start = time.monotonic()
+    answers = _guesses(client.app, [{"username": USER, "password": f"guess {n}"} for n in range(8)])
+    assert time.monotonic() - start >= 5 * guard.delay_seconds                 # answered one at a time
+    assert [a.status_code for a in answers].count(429) == 3                    # the 6th and later: locked
+    assert all("Wrong user name or password" in a.text for a in answers if a.status_code == 200)
+    # Locked: even the right password is refused, from that address and for that user name ...
+    (right,) = _guesses(client.app, [{"username": USER, "password": PASSWORD}])
+    assert right.status_code == 429 and 'id="locked"' in right.text
+    assert client.post("/login", data={"username": USER, "password": PASSWORD}).status_code == 429
+    # ... audited, and shown to IT on the overview once a session exists.
+    events = [e.event for e in node.journal.audit_events(event_prefix="login")]
+    assert events.count("login.locked") == 2 and events.count("login.failed") == 5
+    client.app.state.login_guard = LoginGuard()
+    log_in(client)
+    client.app.state.login_guard = guard
+    assert 'id="lockouts"' in client.get("/").text
+
+
+def test_other_users_and_addresses_are_not_slowed_by_a_guessing_address(client):
+    client.app.state.login_guard = LoginGuard(delay_seconds=0.5, max_failures=100)
+    _guesses(client.app, [{"username": "root", "password": "x"}] * 2)
+    start = time.monotonic()
+    log_in(client)                                     # another address, another name
+    assert time.monotonic() - start < 0.5
+
+
+def test_ids_that_name_no_job_are_not_found(client):
+    log_in(client)
+    for job_id in (999, 2 ** 64):
+        response = client.get(f"/jobs/{job_id}")
+        assert response.status_code == 404 and f"job {job_id}" in response.text
+    retry = client.post(f"/jobs/{2 ** 64}/retry", data={"csrf": token(client), "back": "/quarantine"})
+    assert retry.status_code == 200 and f"no job {2 ** 64}" in retry.text
 
 
 def test_overview_shows_counts_queue_recent_jobs_and_routing_rules(client, node):
@@ -163,7 +214,7 @@ def test_job_page_shows_the_run_and_serves_only_its_own_key_images(client, node)
     for name in ("02.png", "notes.png", "..%2F..%2Fnode.yaml", "..%2Frenalnode-run.json"):
         assert client.get(f"/jobs/{job}/key-images/{name}").status_code == 404, name
     missing = client.get("/jobs/999")
-    assert missing.status_code == 200 and "There is no job 999." in missing.text
+    assert missing.status_code == 404 and "There is no job 999." in missing.text
 
 
 def test_retry_needs_the_page_token_and_goes_back_only_to_this_site(client, node):

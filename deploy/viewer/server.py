@@ -58,7 +58,10 @@ def create_app(ohif: Path, orthanc_url: str, auth: tuple[str, str] | None = None
             return Response("not a DICOMweb path", status_code=404)
         # Only the encodings the browser asked for (httpx would otherwise ask for gzip on its behalf).
         headers = {"accept-encoding": "identity", **{k: v for k, v in request.headers.items() if k in FORWARDED}}
-        url = httpx.URL(f"/dicom-web/{path}", query=request.scope["query_string"])  # repeated keys kept as sent
+        try:
+            url = httpx.URL(f"/dicom-web/{path}", query=request.scope["query_string"])  # repeated keys kept as sent
+        except httpx.InvalidURL:   # e.g. a '#' in the query: nothing Orthanc could be asked
+            return Response("not a URL that can be forwarded", status_code=400)
         try:
             upstream = await client.send(client.build_request(request.method, url, headers=headers), stream=True)
         except httpx.TimeoutException:

@@ -14,7 +14,8 @@ Open, for monitoring (monitoring.py; they carry no patient data):
     /healthz          JSON; 200 when listener, journal and destinations are fine, 503 otherwise
 
 Pages never show patient names or IDs: the journal does not hold them. Buttons are POST forms with
-a per-session token, and the session cookie is SameSite=strict (common.py has the checks).
+a per-session token, sessions live on the server and the cookie (SameSite=strict) holds only their
+id (sessions.py), and password guessing is throttled and locked out (login_guard.py).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from deploy.node.web import audit, destinations, jobs, login, model, monitoring, overview, quarantine
+from deploy.node.web.login_guard import LoginGuard
+from deploy.node.web.sessions import SESSION_SECONDS, SessionStore
 
 PAGES = (login, overview, jobs, quarantine, destinations, model, audit, monitoring)
 
@@ -33,8 +36,9 @@ def create_app(node) -> Starlette:
     """The ASGI app for one running `deploy.node.service.Node`."""
     # A new secret each start: sessions end with the process, which is what a restart should do.
     middleware = [Middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), same_site="strict",
-                             session_cookie="renalnode_session", max_age=12 * 3600,
+                             session_cookie="renalnode_session", max_age=SESSION_SECONDS,
                              https_only=node.config.web.url.startswith("https://"))]
     app = Starlette(routes=[route for page in PAGES for route in page.routes], middleware=middleware)
     app.state.node, app.state.config, app.state.journal = node, node.config, node.journal
+    app.state.sessions, app.state.login_guard = SessionStore(), LoginGuard()
     return app

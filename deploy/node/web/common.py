@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 from deploy.node.cli import when
 from deploy.node.config import NodeConfig
+from deploy.node.web.sessions import Session
 from renalnode.run_record import RECORD_NAME, RunRecord
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
@@ -30,18 +31,27 @@ def local(path: str) -> str:
     return path if path.startswith("/") and not path.startswith("//") else "/"
 
 
+SESSION_ID = "sid"   # the one value the session cookie holds (deploy/node/web/sessions.py)
+
+
+def session(request: Request) -> Session | None:
+    return request.app.state.sessions.get(request.session.get(SESSION_ID))
+
+
 def user(request: Request) -> str | None:
-    return request.session.get("user")
+    current = session(request)
+    return current.user if current else None
 
 
-def page(request: Request, name: str, **context) -> Response:
+def page(request: Request, name: str, status_code: int = 200, **context) -> Response:
     """A template with what base.html shows on every page: the user, a message left by a button, the
     buttons' token and the node's name."""
     flash = request.session.pop("flash", None)
-    return TEMPLATES.TemplateResponse(request, name, {"user": user(request), "flash": flash,
-                                                      "csrf": request.session.get("csrf", ""),
+    current = session(request)
+    return TEMPLATES.TemplateResponse(request, name, {"user": current.user if current else None, "flash": flash,
+                                                      "csrf": current.csrf if current else "",
                                                       "node_name": request.app.state.config.listener.ae_title,
-                                                      **context})
+                                                      **context}, status_code=status_code)
 
 
 def login_required(handler):
@@ -59,7 +69,8 @@ def button(handler):
     @login_required
     async def checked(request: Request) -> Response:
         form = await request.form()
-        token = request.session.get("csrf", "")
+        current = session(request)
+        token = current.csrf if current else ""
         if not (token and hmac.compare_digest(str(form.get("csrf", "")), token)):
             return Response("form expired: reload the page", status_code=403)
         return await handler(request, dict(form))

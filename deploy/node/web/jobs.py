@@ -14,15 +14,17 @@ from deploy.node.web.common import back, button, login_required, page, run_recor
 from renalnode.run_record import KEY_IMAGE_FOLDER
 
 KEY_IMAGE_NAME = re.compile(r"[0-9]{2}\.png")   # as RunRecord.save_key_image names them: nothing else is served
+LARGEST_JOB_ID = 2 ** 63 - 1                      # the journal's integer keys; larger ones name no job
+NOT_FOUND = 404
 
 
 @login_required
 async def job_page(request: Request) -> Response:
     config, journal = request.app.state.config, request.app.state.journal
     job_id = request.path_params["job_id"]
-    job = await run_in_threadpool(journal.job_row, job_id)
+    job = await run_in_threadpool(journal.job_row, job_id) if job_id <= LARGEST_JOB_ID else None
     if job is None:
-        return page(request, "missing.html", what=f"job {job_id}")
+        return page(request, "missing.html", status_code=NOT_FOUND, what=f"job {job_id}")
     return page(request, "job.html", job=job, series=await run_in_threadpool(journal.series_row, job.series_uid),
                 record=await run_in_threadpool(run_record, config, job_id),
                 outbox=await run_in_threadpool(journal.outbox_for, job_id),
@@ -42,6 +44,8 @@ async def key_image(request: Request) -> Response:
 @button
 async def retry(request: Request, form: dict) -> Response:
     job_id = request.path_params["job_id"]
+    if job_id > LARGEST_JOB_ID:
+        return back(request, form.get("back", "/quarantine"), f"no job {job_id}", ok=False)
     try:
         await run_in_threadpool(request.app.state.journal.retry, job_id, f"dashboard user {user(request)}")
     except ValueError as exc:

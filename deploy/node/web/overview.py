@@ -19,7 +19,8 @@ async def overview(request: Request) -> Response:
         return {"counts": journal.counts(), "queue": journal.jobs_in((JobState.QUEUED, JobState.RUNNING)),
                 "jobs": [(job, run_record(node.config, job.id), journal.series_row(job.series_uid))
                          for job in recent],
-                "routing": node.rules.current(), "series_rules": node.rules.series_rules}
+                "routing": node.rules.current(), "series_rules": node.rules.series_rules,
+                "lockouts": request.app.state.login_guard.lockouts()}
     return page(request, "overview.html", **await run_in_threadpool(gather))
 
 
