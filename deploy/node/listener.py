@@ -2,7 +2,9 @@
 and transfer syntax. Access control happens at association: calling AE titles (and optionally
 hosts) must be allowed, the called AE title must be ours, the number of associations is capped,
 and new associations are refused while the spool's disk is nearly full. An instance is answered
-with success only once it is in the spool and the journal. Every association goes into the audit
+with success only once it passed the ingest check (deploy/node/ingest_check.py), its UIDs agree with
+what was received before, and it is in the spool and the journal; otherwise it gets a failure status
+and nothing of it is kept. Every association goes into the audit
 log when it ends (who, from where, how it ended, how many instances into which series), and every
 refusal with its reason."""
 from __future__ import annotations
@@ -21,13 +23,15 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import String
 
 from deploy.node.config import ListenerConfig
+from deploy.node.ingest_check import CANNOT_UNDERSTAND, instance_problem
 from deploy.node.journal import Journal
+from deploy.node.journal.receiving import IdentifierConflict
 from deploy.node.journal.schema import series
 from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
 
 log = logging.getLogger("renalnode.node")
-SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
+SUCCESS, OUT_OF_RESOURCES = 0x0000, 0xA700
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source, reason
 REJECT_HOST = (0x01, 0x01, 0x03)         # permanent, service user, calling AE (here: its host) not recognised
 REJECT_DISK_FULL = (0x02, 0x03, 0x02)    # transient, service provider (presentation), local limit exceeded
@@ -131,17 +135,22 @@ class Listener:
             log.warning("instance refused: cannot read its identifying attributes (%s)", type(exc).__name__)
             return CANNOT_UNDERSTAND
         calling = event.assoc.requestor.ae_title
+        problem = instance_problem(event.request.DataSet, event.context.transfer_syntax)
+        if problem:
+            return self._refuse_instance(event, series_uid, *problem)
         try:
             path = self.spool.store(study_uid, series_uid, sop_uid, event.encoded_dataset())
-            facts = {name: str(header.get(keyword, "") or "")[:FACT_LENGTHS[name]]
-                     for name, keyword in FACTS.items()}
-            new_series = self.journal.record_instance(sop_uid, series_uid, study_uid, str(path), calling, facts)
-        except ValueError as exc:
-            log.warning("instance refused: %s", exc)
-            return CANNOT_UNDERSTAND
+        except ValueError as exc:   # UIDs that are not UIDs
+            return self._refuse_instance(event, "", CANNOT_UNDERSTAND, str(exc))
         except OSError as exc:
             log.error("instance not stored: %s", exc)
             return OUT_OF_RESOURCES
+        facts = {name: str(header.get(keyword, "") or "")[:FACT_LENGTHS[name]] for name, keyword in FACTS.items()}
+        try:
+            new_series = self.journal.record_instance(sop_uid, series_uid, study_uid, str(path), calling, facts)
+        except IdentifierConflict as exc:
+            path.unlink(missing_ok=True)   # nothing of a refused instance is kept
+            return self._refuse_instance(event, series_uid, CANNOT_UNDERSTAND, str(exc))
         self.metrics.instances.inc()
         if new_series:
             self.metrics.series.inc()
@@ -154,6 +163,12 @@ class Listener:
                     self.journal.association_opened(series_uid)
                 association.stored[series_uid] += 1
         return SUCCESS
+
+    def _refuse_instance(self, event, series_uid: str, status: int, reason: str) -> int:
+        """A failure status for the sender, with the reason in the log and the audit trail."""
+        log.warning("instance refused (0x%04X): %s", status, reason)
+        self.journal.audit("instance.refused", series_uid, detail=f"{self._peer(event)}: {reason}")
+        return status
 
     def _on_closed(self, event) -> None:
         """Released, aborted or connection closed: whichever comes first ends the association and

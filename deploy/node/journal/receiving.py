@@ -12,15 +12,27 @@ from deploy.node.journal.schema import instances, series
 from deploy.node.journal.states import SeriesState
 
 
+class IdentifierConflict(ValueError):
+    """An instance whose UIDs contradict what was received before: the node refuses it, so that every
+    instance it acknowledged reaches the one job of its one series."""
+
+
 class Receiving(AuditTrail):
     # --- listener -------------------------------------------------------------------------------
     def record_instance(self, sop_uid: str, series_uid: str, study_uid: str, path: str, calling_aet: str,
                         facts: dict[str, str], now: float | None = None) -> bool:
         """A stored instance; True when it is the first of its series. A series that had finished
         receiving starts receiving again: late instances are processed with the rest, never dropped
-        (the rerun writes the same UIDs)."""
+        (the rerun writes the same UIDs). An SOP instance UID already received in another series, or
+        a series UID already received in another study, raises IdentifierConflict and records nothing."""
         now = now or time.time()
         with self.engine.begin() as db:
+            in_series = db.execute(select(instances.c.series_uid).where(instances.c.sop_uid == sop_uid)).scalar()
+            if in_series is not None and in_series != series_uid:
+                raise IdentifierConflict(f"SOP instance {sop_uid} was already received in series {in_series}")
+            in_study = db.execute(select(series.c.study_uid).where(series.c.series_uid == series_uid)).scalar()
+            if in_study is not None and in_study != study_uid:
+                raise IdentifierConflict(f"series {series_uid} was already received in study {in_study}")
             # Two associations may bring the first instances of one series at once: insert-or-ignore.
             new_series = db.execute(self._insert_ignore(series).values(
                 series_uid=series_uid, study_uid=study_uid, calling_aet=calling_aet, state=SeriesState.RECEIVING,
