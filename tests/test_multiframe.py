@@ -1,10 +1,13 @@
 """Multi-frame CT: a phantom study converted to Legacy Converted Enhanced CT (written by highdicom)
 and to Enhanced CT is segmented exactly as the same study in single frames, and its SEG references
-the frames of the one instance and passes dciodvfy, as does its SR. A study whose best series cannot
-be made into a volume is segmented from the next qualifying one."""
+the frames of the one instance and passes dciodvfy, as does its SR; sent by a scanner to Orthanc,
+it reaches the node by auto-routing and its results come back. A study whose best series cannot be
+made into a volume is segmented from the next qualifying one."""
 from __future__ import annotations
 
 import copy
+import io
+import subprocess
 from pathlib import Path
 
 import highdicom as hd
@@ -13,8 +16,10 @@ import pydicom
 import pytest
 from conftest import copy_series, dciodvfy_errors
 from pydicom.uid import generate_uid
+from pyorthanc import Orthanc
 
 from app.app import AppSettings, run_study
+from deploy.local_services import ORTHANC_AET, LocalNode, free_port, wait_until
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
 FAST = AppSettings(use_mirroring=False)
@@ -107,3 +112,29 @@ def test_next_qualifying_series_is_used_when_the_best_cannot_be_a_volume(phantom
     assert record.series_uid == uids["next"]
     assert "missing slice" in record.volume_attempts[uids["best"]]
     assert record.volume_attempts[uids["next"]] == "used"
+
+
+def test_legacy_converted_ct_goes_scanner_orthanc_node_orthanc(phantom_cases, tmp_path, local_orthanc):
+    case = phantom_cases("HFS")
+    study = tmp_path / "study"
+    study.mkdir()
+    instance = _legacy_converted(_single_frames(case))
+    instance.save_as(study / "ct.dcm", enforce_file_format=True)
+    node_port = free_port()
+    pacs = local_orthanc(node_port)
+    node = LocalNode(tmp_path / "node", pacs.dicom_port, node_port, (ORTHANC_AET,)).start()
+    try:
+        # dcmsend proposes the file's own SOP class (storescu's fixed list lacks this one).
+        sent = subprocess.run(["/usr/bin/dcmsend", "-aet", "SCANNER", "-aec", pacs.aet, "127.0.0.1",
+                               str(pacs.dicom_port), str(study / "ct.dcm")],
+                              capture_output=True, text=True, timeout=300)
+        assert sent.returncode == 0, sent.stderr
+        wait_until(lambda: {m: len(s) for m, s in pacs.series_by_modality().items() if m != "CT"}
+                   == {"SEG": 1, "SR": 1, "DOC": 1}, 600, 2, what="the results in Orthanc")
+        (seg_series,) = pacs.series_by_modality()["SEG"]
+        seg = pydicom.dcmread(io.BytesIO(Orthanc(pacs.url).get_instances_id_file(seg_series["Instances"][0])))
+        referenced = {item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                      for item in seg.PerFrameFunctionalGroupsSequence}
+        assert referenced == {instance.SOPInstanceUID}
+    finally:
+        node.stop()
