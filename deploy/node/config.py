@@ -3,7 +3,9 @@ with a message instead of surfacing at 3 a.m.; secrets (DICOMweb passwords) come
 variables the file names, never from the file itself.
 
     [listener]            ae_title, host, port, allowed_calling_aets, allowed_hosts (optional),
-                          max_associations, min_free_disk_mb, tls = {certificate, private_key, ca}
+                          max_associations, min_free_disk_mb, tls = {certificate, private_key, ca},
+                          negotiation_timeout_seconds, max_negotiating, max_negotiating_per_host,
+                          max_pdu_bytes
     [node]                spool, journal (SQLAlchemy URL; sqlite:///... by default), model,
                           quiet_seconds, max_wait_seconds, max_attempts, mirroring, tile_step_size,
                           runner ("in-process", or "map" with map_image and map_timeout_seconds)
@@ -49,9 +51,14 @@ class ListenerConfig:
     port: int = 11112
     allowed_calling_aets: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()          # empty: any host (the AE title check still applies)
-    max_associations: int = 8
+    max_associations: int = 8                    # established associations at once
     min_free_disk_mb: int = 2048                 # refuse new associations below this much free spool disk
     tls: TLS | None = None
+    # Connections still negotiating an association (deploy/node/connection_guard.py).
+    negotiation_timeout_seconds: float = 10.0
+    max_negotiating: int = 8
+    max_negotiating_per_host: int = 2
+    max_pdu_bytes: int = 1024 * 1024             # a longer PDU closes the connection before it is read
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from typing import cast
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import String
 
 from deploy.node.config import ListenerConfig
+from deploy.node.connection_guard import ConnectionLimits, GuardedAssociationServer, guarded_server_class
 from deploy.node.ingest_check import CANNOT_UNDERSTAND, instance_problem
 from deploy.node.journal import Journal
 from deploy.node.journal.receiving import IdentifierConflict
@@ -34,7 +34,8 @@ log = logging.getLogger("renalnode.node")
 SUCCESS, OUT_OF_RESOURCES = 0x0000, 0xA700
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source, reason
 REJECT_HOST = (0x01, 0x01, 0x03)         # permanent, service user, calling AE (here: its host) not recognised
-REJECT_DISK_FULL = (0x02, 0x03, 0x02)    # transient, service provider (presentation), local limit exceeded
+REJECT_DISK_FULL = REJECT_LIMIT = (0x02, 0x03, 0x02)   # transient, service provider (presentation),
+                                                      # local limit exceeded
 FACTS = {"modality": "Modality", "body_part": "BodyPartExamined", "series_description": "SeriesDescription",
          "study_description": "StudyDescription"}
 # Longer header values are cut to their journal column's length.
@@ -50,7 +51,7 @@ class _Association:
 class Listener:
     def __init__(self, config: ListenerConfig, spool: Spool, journal: Journal, metrics: NodeMetrics):
         self.config, self.spool, self.journal, self.metrics = config, spool, journal, metrics
-        self.server: ThreadedAssociationServer | None = None
+        self.server: GuardedAssociationServer | None = None
         self._open: dict[int, _Association] = {}  # id(association) -> what it did so far
         self._lock = threading.Lock()
 
@@ -61,7 +62,10 @@ class Listener:
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         ae.require_calling_aet = list(self.config.allowed_calling_aets)
         ae.require_called_aet = True
-        ae.maximum_associations = self.config.max_associations
+        # pynetdicom counts every association thread, negotiating and ending ones too. The node caps
+        # negotiating connections (connection_guard.py) and established associations (_on_requested)
+        # itself; pynetdicom's limit only bounds threads, with room for those still ending.
+        ae.maximum_associations = 4 * (self.config.max_associations + self.config.max_negotiating)
         return ae
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -79,8 +83,13 @@ class Listener:
                     (evt.EVT_ESTABLISHED, self._on_established), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_closed),
                     (evt.EVT_ABORTED, self._on_closed), (evt.EVT_CONN_CLOSE, self._on_closed)]
-        self.server = self._ae().start_server((self.config.host, self.config.port), block=False,
-                                              evt_handlers=handlers, ssl_context=self._ssl_context())
+        limits = ConnectionLimits(self.config.negotiation_timeout_seconds, self.config.max_negotiating,
+                                  self.config.max_negotiating_per_host, self.config.max_pdu_bytes)
+        server = cast(GuardedAssociationServer, self._ae().make_server(
+            (self.config.host, self.config.port), evt_handlers=handlers, ssl_context=self._ssl_context(),
+            server_class=guarded_server_class(limits)))
+        threading.Thread(target=server.serve_forever, name=f"AcceptorServer@{self.config.port}", daemon=True).start()
+        self.server = server
         log.info("listening as %s on %s:%d", self.config.ae_title, self.config.host, self.config.port)
 
     def is_listening(self) -> bool:
@@ -89,6 +98,17 @@ class Listener:
         server = self.server
         return server is not None and server.socket is not None and server.socket.fileno() != -1 and any(
             thread.name.startswith("AcceptorServer@") and thread.is_alive() for thread in threading.enumerate())
+
+    def saturation(self) -> str | None:
+        """Why no new sender could get in now (every negotiating or association slot taken), or None."""
+        server = self.server
+        with self._lock:
+            established = len(self._open)
+        negotiating = server.negotiating_count() if server else 0
+        if established >= self.config.max_associations or negotiating >= self.config.max_negotiating:
+            return (f"saturated: {established} of {self.config.max_associations} associations, "
+                    f"{negotiating} of {self.config.max_negotiating} connections negotiating")
+        return None
 
     def stop(self) -> None:
         if self.server is not None:
@@ -106,6 +126,12 @@ class Listener:
 
     def _on_requested(self, event) -> None:
         address = event.assoc.requestor.address
+        with self._lock:
+            established = len(self._open)
+        if established >= self.config.max_associations:
+            log.warning("association from %s refused: %d associations open", address, established)
+            self._refuse(event, f"{established} associations open, the maximum", REJECT_LIMIT)
+            return
         if self.config.allowed_hosts and address not in self.config.allowed_hosts:
             log.warning("association from host %s refused: not in allowed_hosts", address)
             self._refuse(event, "host not in allowed_hosts", REJECT_HOST)
@@ -121,7 +147,12 @@ class Listener:
         self.metrics.associations.labels("refused").inc()
         self.journal.audit("association.refused", detail=f"{self._peer(event)}: AE title or association limit")
 
+    def _negotiation_over(self, event) -> None:
+        if self.server is not None:
+            self.server.negotiated(event.assoc.dul.socket.socket)
+
     def _on_established(self, event) -> None:
+        self._negotiation_over(event)
         self.metrics.associations.labels("accepted").inc()
         with self._lock:
             self._open[id(event.assoc)] = _Association(self._peer(event))
@@ -174,6 +205,7 @@ class Listener:
         """Released, aborted or connection closed: whichever comes first ends the association and
         writes its audit rows (so an association cut by a crash has none; its instances are in the
         journal all the same)."""
+        self._negotiation_over(event)
         with self._lock:
             association = self._open.pop(id(event.assoc), None)
         if association is None:

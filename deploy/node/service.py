@@ -89,8 +89,9 @@ class Node:
         return False
 
     def health(self) -> dict[str, str]:
-        """Listener accepting (now), journal writable and destinations reachable (last check)."""
-        return {"listener": "ok" if self.listener.is_listening() else "not listening",
+        """Listener accepting with a free slot (now), journal writable and destinations reachable (last check)."""
+        listener = "ok" if self.listener.is_listening() else "not listening"
+        return {"listener": (self.listener.saturation() or listener) if listener == "ok" else listener,
                 **(self._health or {"journal": "not checked yet"})}
 
     # --- running ----------------------------------------------------------------------------------
