@@ -123,13 +123,14 @@ def phantom_volume_and_label(folder: Path):
 
 @pytest.fixture
 def local_orthanc(tmp_path):
-    """start(node_port=None) -> a running LocalOrthanc; every one started is stopped after the test."""
+    """start(node_port=None, extra=None) -> a running LocalOrthanc (`extra`: more Orthanc settings);
+    every one started is stopped after the test."""
     from deploy.local_services import LocalOrthanc
 
     servers = []
 
-    def start(node_port: int | None = None) -> LocalOrthanc:
-        server = LocalOrthanc(tmp_path / f"orthanc{len(servers)}", node_port).start()
+    def start(node_port: int | None = None, extra: dict | None = None) -> LocalOrthanc:
+        server = LocalOrthanc(tmp_path / f"orthanc{len(servers)}", node_port, extra).start()
         servers.append(server)
         return server
 

@@ -234,7 +234,7 @@ def test_c_store_warnings_count_as_delivered_failures_do_not():
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import CTImageStorage
 
-    from deploy.node.config import Destination
+    from deploy.node.config import DicomDestination
     from deploy.node.dispatcher import DispatchError, _store_scu
 
     answers = iter([0x0000, 0xB000, 0xB007, 0x0001, 0xA700, 0xC000, 0x0122])
@@ -243,7 +243,7 @@ def test_c_store_warnings_count_as_delivered_failures_do_not():
     port = free_port()
     server = pacs.start_server(("127.0.0.1", port), block=False,
                                evt_handlers=[(evt.EVT_C_STORE, lambda event: next(answers))])
-    destination = Destination("pacs", "dicom", "127.0.0.1", port, ORTHANC_AET)
+    destination = DicomDestination(name="pacs", kind="dicom", host="127.0.0.1", port=port, ae_title=ORTHANC_AET)
     ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     try:
         for _ in range(4):
@@ -253,3 +253,29 @@ def test_c_store_warnings_count_as_delivered_failures_do_not():
                 _store_scu(destination, NODE_AET, [ct])
     finally:
         server.shutdown()
+
+
+def test_results_reach_a_destination_over_dicom_tls(tmp_path, local_orthanc):
+    """kind = "dicom-tls": C-STORE to Orthanc with DICOM TLS on; the node checks the PACS's certificate
+    against the configured CA (a certificate it does not trust ends the association)."""
+    from deploy.node.config import DicomTlsDestination
+    from deploy.node.dispatcher import DispatchError, _store_scu, echo
+
+    key, certificate, stranger = tmp_path / "pacs.key", tmp_path / "pacs.crt", tmp_path / "other.crt"
+    for out, name in ((certificate, "pacs"), (stranger, "other")):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        str(key if name == "pacs" else tmp_path / "other.key"), "-out", str(out), "-days", "1",
+                        "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+    pacs = local_orthanc(extra={"DicomTlsEnabled": True, "DicomTlsCertificate": str(certificate),
+                                "DicomTlsPrivateKey": str(key), "DicomTlsTrustedCertificates": str(certificate),
+                                "DicomTlsRemoteCertificateRequired": False})
+    destination = DicomTlsDestination(name="pacs", kind="dicom-tls", host="127.0.0.1", port=pacs.dicom_port,
+                                      ae_title=ORTHANC_AET, ca=certificate)
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    assert echo(destination, NODE_AET).startswith("C-ECHO")
+    _store_scu(destination, NODE_AET, [ct])
+    assert [s["MainDicomTags"]["SeriesInstanceUID"] for s in pacs.series_by_modality()["CT"]] == [ct.SeriesInstanceUID]
+    untrusted = destination.model_copy(update={"ca": stranger})
+    with pytest.raises(DispatchError, match="association with ORTHANC"):
+        _store_scu(untrusted, NODE_AET, [ct])

@@ -259,7 +259,7 @@ def test_destinations_show_failures_and_echo_is_audited(client, node):
     assert ": association with ORTHANC failed</td>" in page and "No webhook configured" in page
     echoed = client.post("/destinations/pacs/echo", data={"csrf": token(client)}, follow_redirects=False)
     assert echoed.headers["location"] == "/destinations"
-    assert flash(client, echoed) == f"error: no association with ORTHANC@127.0.0.1:{pacs.port}"
+    assert flash(client, echoed) == f"error: association with ORTHANC@127.0.0.1:{pacs.port} failed"
     (echo,) = node.journal.audit_events(event_prefix="echo")
     assert echo.event == "echo.failed" and echo.destination == "pacs" and f"(by dashboard user {USER})" in echo.detail
     unknown = client.post("/destinations/nowhere/echo", data={"csrf": token(client)}, follow_redirects=False)

@@ -1,119 +1,216 @@
-"""The node's configuration file (TOML or YAML), validated at start so a mistake stops the node
-with a message instead of surfacing at 3 a.m.; secrets (DICOMweb passwords) come from environment
-variables the file names, never from the file itself.
+"""The node's configuration file (TOML or YAML): one typed schema, checked at start so that a
+mistake stops the node with the key's path and what is wrong (`renalnode serve` exits 2) instead of
+surfacing at 3 a.m. Unknown keys are refused, values are not coerced ("no" is not a boolean, "ten"
+is not a number), and secrets (passwords, webhook URLs) come from environment variables the file
+names, never from the file itself. Relative paths are relative to the file's folder.
 
-    [listener]            ae_title, host, port, allowed_calling_aets, allowed_hosts (optional),
-                          max_associations, min_free_disk_mb, tls = {certificate, private_key, ca},
-                          negotiation_timeout_seconds, max_negotiating, max_negotiating_per_host,
-                          max_pdu_bytes
-    [node]                spool, journal (SQLAlchemy URL; sqlite:///... by default), model,
-                          quiet_seconds, max_wait_seconds, max_attempts, mirroring, tile_step_size,
-                          runner ("in-process", or "map" with map_image and map_timeout_seconds)
-    [routing]             rules (a YAML file, see deploy/node/routing.py), series_rules (which series
-                          are abdominal CTs, for routing and the app; renalnode/series_rules.yaml)
-    [destinations.NAME]   kind = "dicom": host, port, ae_title
-                          kind = "dicomweb": url, username, password_env
-    [dispatch]            retry_base_seconds, retry_max_seconds
-    [web]                 host, port, username, password_env, url (optional): the dashboard, /metrics
-                          and /healthz (deploy/node/web/); no [web], no web server
-    [notifications]       webhook_url or webhook_url_env, destination_failing_seconds, max_attempts,
-                          retry_base_seconds, retry_max_seconds, timeout_seconds
+Every key with its type, default and meaning: `python -m deploy.node.config` prints the table
+README's configuration reference holds.
+
+Sections: [listener], [node], [routing], [destinations.NAME] (kind "dicom", "dicom-tls" or
+"dicomweb"), [dispatch], [web] (the dashboard, /metrics and /healthz; none without it) and
+[notifications] (webhook; none without it).
 """
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from renalnode.series_eligibility import DEFAULT_SERIES_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
-TUNABLE = ("quiet_seconds", "max_wait_seconds", "max_attempts", "mirroring", "tile_step_size", "runner", "map_image",
-           "map_timeout_seconds")
-RUNNERS = ("in-process", "map")
 
 
-@dataclass(frozen=True)
-class TLS:
-    certificate: Path
-    private_key: Path
-    ca: Path | None = None
+def _relative_to_file(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base")
+    return base / path if base is not None else path
 
 
-@dataclass(frozen=True)
-class ListenerConfig:
-    ae_title: str = "RENALNODE"
-    host: str = "127.0.0.1"
-    port: int = 11112
-    allowed_calling_aets: tuple[str, ...] = ()
-    allowed_hosts: tuple[str, ...] = ()          # empty: any host (the AE title check still applies)
-    max_associations: int = 8                    # established associations at once
-    min_free_disk_mb: int = 2048                 # refuse new associations below this much free spool disk
-    tls: TLS | None = None
-    # Connections still negotiating an association (deploy/node/connection_guard.py).
-    negotiation_timeout_seconds: float = 10.0
-    max_negotiating: int = 8
-    max_negotiating_per_host: int = 2
-    max_pdu_bytes: int = 1024 * 1024             # a longer PDU closes the connection before it is read
+FilePath = Annotated[Path, Field(strict=False), AfterValidator(_relative_to_file)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[float, Field(gt=0)]
 
 
-@dataclass(frozen=True)
-class Destination:
-    name: str
-    kind: str                     # "dicom" (C-STORE) or "dicomweb" (STOW-RS)
-    host: str = ""
-    port: int = 0
-    ae_title: str = ""
-    url: str = ""
-    username: str = ""
-    password: str = field(default="", repr=False)
+def _secret(variable: str) -> str:
+    """The value of the environment variable a key names: secrets never live in the file."""
+    value = os.environ.get(variable, "")
+    if not value:
+        raise ValueError(f"environment variable {variable} is not set")
+    return value
 
 
-@dataclass(frozen=True)
-class WebConfig:
-    username: str
-    password: str = field(repr=False)
-    host: str = "127.0.0.1"
-    port: int = 8080
-    url: str = ""                      # the dashboard's address as people reach it, for links in notifications
-    health_check_seconds: float = 30   # destinations are checked at most this often for /healthz
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-@dataclass(frozen=True)
-class NotificationConfig:
-    webhook_url: str = field(repr=False)   # a chat webhook's URL is itself a secret
-    destination_failing_seconds: float = 900
-    max_attempts: int = 10
-    retry_base_seconds: float = 5
-    retry_max_seconds: float = 600
-    timeout_seconds: float = 10
+class TLS(Section):
+    certificate: FilePath = Field(description="PEM certificate of this side")
+    private_key: FilePath = Field(description="PEM private key of the certificate")
+    ca: FilePath | None = Field(None, description="PEM CA file: the peer must present a certificate it signed")
+
+
+class ListenerConfig(Section):
+    ae_title: str = Field("RENALNODE", max_length=16, description="the node's AE title (called AE title)")
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: Port = Field(11112, description="DICOM port")
+    allowed_calling_aets: tuple[str, ...] = Field(min_length=1, strict=False,
+                                                  description="AE titles that may store (at least one)")
+    allowed_hosts: tuple[str, ...] = Field((), strict=False, description="addresses that may connect; empty: any")
+    max_associations: int = Field(8, ge=1, description="established associations at once")
+    min_free_disk_mb: int = Field(2048, ge=0, description="new associations are refused below this free spool disk")
+    tls: TLS | None = Field(None, description="DICOM TLS for incoming associations: {certificate, private_key, ca}")
+    negotiation_timeout_seconds: Positive = Field(10.0, description="a connection not associated by then is closed")
+    max_negotiating: int = Field(8, ge=1, description="connections negotiating an association at once")
+    max_negotiating_per_host: int = Field(2, ge=1, description="of those, from one address")
+    max_pdu_bytes: int = Field(1024 * 1024, ge=16384, description="a longer PDU closes its connection unread")
+
+
+class PasswordFromEnvironment(Section):
+    password_env: str = Field("", description="environment variable holding its password")
+    password: str = Field("", repr=False, exclude=True, description="(from password_env, never in the file)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("password_env"):
+            data = {**data, "password": _secret(data["password_env"])}
+        return data
+
+
+class DicomPeer(Section):
+    name: str = Field(description="the key of [destinations.NAME]")
+    host: str = Field(min_length=1, description="the destination's address")
+    port: Port = Field(description="its DICOM port")
+    ae_title: str = Field(min_length=1, max_length=16, description="its AE title (called AE title)")
+
+
+class DicomDestination(DicomPeer):
+    kind: Literal["dicom"] = Field(description='"dicom": C-STORE')
+
+
+class DicomTlsDestination(DicomPeer):
+    kind: Literal["dicom-tls"] = Field(description='"dicom-tls": C-STORE over DICOM TLS; the host is checked '
+                                                   "against the destination's certificate")
+    ca: FilePath = Field(description="PEM CA file that signed the destination's certificate")
+    certificate: FilePath | None = Field(None, description="PEM certificate of the node, when the destination "
+                                                           "asks for one")
+    private_key: FilePath | None = Field(None, description="its PEM private key")
+
+
+class DicomwebDestination(PasswordFromEnvironment):
+    name: str = Field(description="the key of [destinations.NAME]")
+    kind: Literal["dicomweb"] = Field(description='"dicomweb": STOW-RS')
+    url: str = Field(pattern=r"^https?://", description="DICOMweb root, e.g. https://pacs/dicom-web")
+    username: str = Field("", description="HTTP basic authentication user (optional)")
+
+
+Destination = DicomDestination | DicomTlsDestination | DicomwebDestination
+
+
+class WebConfig(PasswordFromEnvironment):
+    password_env: str = Field(description="environment variable holding its password (required)")
+    username: str = Field("admin", description="the dashboard's user name")
+    host: str = Field("127.0.0.1", description="address of the dashboard, /metrics and /healthz")
+    port: Port = Field(8080, description="their port")
+    url: str = Field("", description="the dashboard's address as people reach it, for links in notifications")
+    health_check_seconds: Positive = Field(30, description="destinations are checked at most this often for /healthz")
+
+
+class NotificationConfig(Section):
+    webhook_url: str = Field(repr=False, pattern=r"^https?://",
+                             description="webhook URL (JSON POST); a chat webhook's URL is itself a secret")
+    webhook_url_env: str = Field("", description="or: environment variable holding the webhook URL")
+    destination_failing_seconds: Positive = Field(900, description="a destination failing this long is notified")
+    max_attempts: int = Field(10, ge=1, description="delivery attempts per notification")
+    retry_base_seconds: Positive = Field(5, description="first retry delay, doubled each attempt")
+    retry_max_seconds: Positive = Field(600, description="longest retry delay")
+    timeout_seconds: Positive = Field(10, description="HTTP timeout per delivery")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("webhook_url_env"):
+            data = {**data, "webhook_url": _secret(data["webhook_url_env"])}
+        return data
+
+
+class NodeSection(Section):
+    spool: FilePath = Field(Path("spool"), description="received instances, results and the journal")
+    journal: str = Field("", description="SQLAlchemy URL of the journal; default sqlite:///SPOOL/journal.sqlite")
+    model: FilePath = Field(ROOT / "models" / "renalnode-demo", description="the model package")
+    quiet_seconds: Positive = Field(10.0, description="a series is complete when nothing arrived for this long")
+    max_wait_seconds: Positive = Field(600.0, description="... or at the latest this long after its first instance")
+    max_attempts: int = Field(3, ge=1, description="runs of a job before it has failed")
+    mirroring: bool = Field(True, description="test-time mirroring (8 passes per tile; slow on a CPU)")
+    tile_step_size: float = Field(0.5, gt=0, le=1, description="sliding-window step as a fraction of the patch")
+    runner: Literal["in-process", "map"] = Field("in-process", description='"map": docker run of the MAP per job')
+    map_image: str = Field("", description="the MAP image (runner = \"map\")")
+    map_timeout_seconds: Positive = Field(3600.0, description="a MAP run longer than this fails")
+
+    @model_validator(mode="after")
+    def _map_image(self) -> NodeSection:
+        if self.runner == "map" and not self.map_image:
+            raise ValueError("runner = 'map' needs map_image")
+        return self
+
+
+class RoutingSection(Section):
+    rules: FilePath = Field(ROOT / "deploy" / "node" / "routing.yaml", description="where results go (routing.py)")
+    series_rules: FilePath = Field(DEFAULT_SERIES_RULES, description="which series are abdominal CTs (routing, app)")
+
+
+class DispatchSection(Section):
+    retry_base_seconds: Positive = Field(5.0, description="first retry delay of a failed send, doubled each time")
+    retry_max_seconds: Positive = Field(600.0, description="longest retry delay")
+
+
+class ConfigFile(Section):
+    listener: ListenerConfig
+    node: NodeSection = NodeSection()
+    routing: RoutingSection = RoutingSection()
+    destinations: dict[str, Annotated[Destination, Field(discriminator="kind")]] = {}
+    dispatch: DispatchSection = DispatchSection()
+    web: WebConfig | None = None
+    notifications: NotificationConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _destination_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("destinations"), dict):
+            data = {**data, "destinations": {name: {**d, "name": name} if isinstance(d, dict) else d
+                                             for name, d in data["destinations"].items()}}
+        return data
 
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """What the running node uses: the file's sections, [node], [routing] and [dispatch] flattened."""
     listener: ListenerConfig
     spool: Path
     journal_url: str
     model: Path
     routing_rules: Path
+    series_rules: Path
     destinations: dict[str, Destination]
-    series_rules: Path = DEFAULT_SERIES_RULES
-    quiet_seconds: float = 10.0
-    max_wait_seconds: float = 600.0
-    max_attempts: int = 3
-    mirroring: bool = True
-    tile_step_size: float = 0.5
-    retry_base_seconds: float = 5.0
-    retry_max_seconds: float = 600.0
-    runner: str = "in-process"     # or "map": `docker run` of the MAP image for every job
-    map_image: str = ""
-    map_timeout_seconds: float = 3600.0
-    web: WebConfig | None = None
-    notifications: NotificationConfig | None = None
+    quiet_seconds: float
+    max_wait_seconds: float
+    max_attempts: int
+    mirroring: bool
+    tile_step_size: float
+    retry_base_seconds: float
+    retry_max_seconds: float
+    runner: str
+    map_image: str
+    map_timeout_seconds: float
+    web: WebConfig | None
+    notifications: NotificationConfig | None
 
     @property
     def results(self) -> Path:
@@ -128,48 +225,13 @@ def _read(path: Path) -> dict:
     return data
 
 
-def _destination(name: str, data: dict) -> Destination:
-    kind = data.get("kind")
-    if kind == "dicom":
-        missing = [k for k in ("host", "port", "ae_title") if not data.get(k)]
-    elif kind == "dicomweb":
-        missing = [k for k in ("url",) if not data.get(k)]
-    else:
-        raise ValueError(f"destination {name}: kind must be 'dicom' or 'dicomweb', not {kind!r}")
-    if missing:
-        raise ValueError(f"destination {name}: {', '.join(missing)} missing")
-    password = _secret(data, "password_env", f"destination {name}") if data.get("password_env") else ""
-    return Destination(name=name, kind=kind, host=str(data.get("host", "")), port=int(data.get("port", 0)),
-                       ae_title=str(data.get("ae_title", "")), url=str(data.get("url", "")),
-                       username=str(data.get("username", "")), password=password)
-
-
-def _secret(data: dict, key: str, where: str) -> str:
-    """The value of the environment variable that `data[key]` names: secrets never live in the file."""
-    variable = data.get(key)
-    if not variable:
-        raise ValueError(f"{where}: {key} missing (the environment variable holding the secret)")
-    value = os.environ.get(variable, "")
-    if not value:
-        raise ValueError(f"{where}: environment variable {variable} is not set")
-    return value
-
-
-def _web(data: dict) -> WebConfig:
-    data = dict(data)
-    password = _secret(data, "password_env", "web")
-    data.pop("password_env")
-    return WebConfig(password=password, **{"username": "admin", **data})
-
-
-def _notifications(data: dict) -> NotificationConfig:
-    data = dict(data)
-    if "webhook_url_env" in data:
-        data["webhook_url"] = _secret(data, "webhook_url_env", "notifications")
-        data.pop("webhook_url_env")
-    if not str(data.get("webhook_url", "")).startswith(("http://", "https://")):
-        raise ValueError("notifications: webhook_url (or webhook_url_env) must give an http(s) URL")
-    return NotificationConfig(**data)
+def _errors(path: Path, exc: ValidationError) -> str:
+    """Each problem with the key's path: "listener.port: Input should be a valid integer"."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"] if part not in ("dicom", "dicom-tls", "dicomweb"))
+        lines.append(f"{where or 'file'}: {error['msg'].removeprefix('Value error, ')}")
+    return f"{path}: " + "; ".join(lines)
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -180,43 +242,46 @@ def load_config(path: Path) -> NodeConfig:
         raise ValueError(f"configuration file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-    base = path.parent
-    listener_data = dict(data.get("listener", {}))
-    tls = listener_data.pop("tls", None)
-    for key in ("allowed_calling_aets", "allowed_hosts"):
-        if not isinstance(listener_data.get(key, []), list):
-            raise ValueError(f"{path}: listener.{key} must be a list, e.g. [\"ORTHANC\"]")
     try:
-        listener_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in listener_data.items()}
-        listener = ListenerConfig(
-            **listener_fields,
-            tls=TLS(**{k: base / v for k, v in tls.items()}) if tls else None)
-        node = data.get("node", {})
-        routing = data.get("routing", {})
-        unknown_routing = set(routing) - {"rules", "series_rules"}
-        if unknown_routing:
-            raise ValueError(f"{path}: unknown [routing] setting(s) {sorted(unknown_routing)}")
-        unknown = set(node) - {"spool", "journal", "model", *TUNABLE}
-        if unknown:
-            raise ValueError(f"{path}: unknown [node] setting(s) {sorted(unknown)}")
-        spool = base / node.get("spool", "spool")
-        config = NodeConfig(
-            listener=listener, spool=spool,
-            journal_url=node.get("journal", f"sqlite:///{spool / 'journal.sqlite'}"),
-            model=(base / node["model"]) if "model" in node else ROOT / "models" / "renalnode-demo",
-            routing_rules=base / routing.get("rules", ROOT / "deploy" / "node" / "routing.yaml"),
-            series_rules=base / routing.get("series_rules", DEFAULT_SERIES_RULES),
-            destinations={name: _destination(name, d) for name, d in data.get("destinations", {}).items()},
-            web=_web(data["web"]) if "web" in data else None,
-            notifications=_notifications(data["notifications"]) if "notifications" in data else None,
-            **{k: v for k, v in node.items() if k in TUNABLE},
-            **{k: v for k, v in data.get("dispatch", {}).items()})
-    except TypeError as exc:  # an unknown or misspelt key
-        raise ValueError(f"{path}: {exc}") from None
-    if config.runner not in RUNNERS:
-        raise ValueError(f"{path}: node.runner must be one of {RUNNERS}, not {config.runner!r}")
-    if config.runner == "map" and not config.map_image:
-        raise ValueError(f"{path}: node.runner = 'map' needs node.map_image")
-    if not listener.allowed_calling_aets:
-        raise ValueError(f"{path}: listener.allowed_calling_aets is empty: no modality could store")
-    return config
+        file = ConfigFile.model_validate(data, context={"base": path.parent})
+    except ValidationError as exc:
+        raise ValueError(_errors(path, exc)) from None
+    node = file.node
+    return NodeConfig(
+        listener=file.listener, spool=node.spool,
+        journal_url=node.journal or f"sqlite:///{node.spool / 'journal.sqlite'}",
+        model=node.model, routing_rules=file.routing.rules, series_rules=file.routing.series_rules,
+        destinations=file.destinations, quiet_seconds=node.quiet_seconds, max_wait_seconds=node.max_wait_seconds,
+        max_attempts=node.max_attempts, mirroring=node.mirroring, tile_step_size=node.tile_step_size,
+        retry_base_seconds=file.dispatch.retry_base_seconds, retry_max_seconds=file.dispatch.retry_max_seconds,
+        runner=node.runner, map_image=node.map_image, map_timeout_seconds=node.map_timeout_seconds,
+        web=file.web, notifications=file.notifications)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Path):
+        return f"`{value.relative_to(ROOT) if value.is_relative_to(ROOT) else value}`"
+    if isinstance(value, str):
+        return f'`"{value}"`' if value else "none"
+    return "none" if value in (None, ()) else f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+
+def reference() -> str:
+    """Every key of the file as a Markdown table (README's configuration reference)."""
+    sections: list[tuple[str, type[Section]]] = [
+                ("listener", ListenerConfig), ("listener.tls", TLS), ("node", NodeSection), ("routing", RoutingSection),
+                ("destinations.NAME (dicom)", DicomDestination), ("destinations.NAME (dicom-tls)", DicomTlsDestination),
+                ("destinations.NAME (dicomweb)", DicomwebDestination), ("dispatch", DispatchSection),
+                ("web", WebConfig), ("notifications", NotificationConfig)]
+    lines = ["| section | key | default | meaning |", "| --- | --- | --- | --- |"]
+    for section, model in sections:
+        for key, field in model.model_fields.items():
+            if field.exclude or key == "name":
+                continue
+            default = "required" if field.is_required() else _shown(field.default)
+            lines.append(f"| `[{section}]` | `{key}` | {default} | {field.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference() + "\n")

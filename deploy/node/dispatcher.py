@@ -1,5 +1,5 @@
 """The dispatcher: sends each job's result objects to its destinations from the journal's outbox,
-by C-STORE (pynetdicom) or STOW-RS (dicomweb-client). One thread sends the due rows one after
+by C-STORE (pynetdicom, optionally over DICOM TLS) or STOW-RS (dicomweb-client). One thread sends the due rows one after
 another: a failed row is retried later with exponential back-off and the rows after it are still
 tried, but a destination slow to answer holds up the others for as long as its attempt takes. A
 resend after a crash is harmless because the objects' UIDs are deterministic (the receiver
@@ -7,18 +7,19 @@ replaces, not duplicates)."""
 from __future__ import annotations
 
 import logging
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
-from pynetdicom import AE
+from pynetdicom import AE, Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
 from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
-from deploy.node.config import Destination, NodeConfig
+from deploy.node.config import Destination, DicomDestination, DicomTlsDestination, DicomwebDestination, NodeConfig
 from deploy.node.journal import Journal, retry_delay
 from deploy.node.metrics import NodeMetrics
 
@@ -31,13 +32,25 @@ class DispatchError(RuntimeError):
     pass
 
 
-def _store_scu(destination: Destination, calling_ae: str, datasets: Sequence[pydicom.Dataset]) -> None:
+def _associate(destination: DicomDestination | DicomTlsDestination, calling_ae: str, sop_classes) -> Association:
     ae = AE(ae_title=calling_ae)
-    for sop_class in sorted({ds.SOPClassUID for ds in datasets}):
+    for sop_class in sop_classes:
         ae.add_requested_context(sop_class)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    tls_args = None
+    if isinstance(destination, DicomTlsDestination):
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(destination.ca))
+        if destination.certificate and destination.private_key:
+            context.load_cert_chain(str(destination.certificate), str(destination.private_key))
+        tls_args = (context, destination.host)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
     if not assoc.is_established:
         raise DispatchError(f"association with {destination.ae_title}@{destination.host}:{destination.port} failed")
+    return assoc
+
+
+def _store_scu(destination: DicomDestination | DicomTlsDestination, calling_ae: str,
+               datasets: Sequence[pydicom.Dataset]) -> None:
+    assoc = _associate(destination, calling_ae, sorted({ds.SOPClassUID for ds in datasets}))
     try:
         accepted = {context.abstract_syntax for context in assoc.accepted_contexts}
         refused = sorted({ds.SOPClassUID.name for ds in datasets if ds.SOPClassUID not in accepted})
@@ -52,38 +65,49 @@ def _store_scu(destination: Destination, calling_ae: str, datasets: Sequence[pyd
         assoc.release()
 
 
-def _dicomweb(destination: Destination) -> DICOMwebClient:
+def _c_echo(destination: DicomDestination | DicomTlsDestination, calling_ae: str) -> str:
+    assoc = _associate(destination, calling_ae, [Verification])
+    status = assoc.send_c_echo()
+    assoc.release()
+    if not status or status.Status != 0:
+        raise DispatchError("C-ECHO failed")
+    return f"C-ECHO {destination.ae_title}@{destination.host}:{destination.port}: success"
+
+
+def _dicomweb(destination: DicomwebDestination) -> DICOMwebClient:
     session = requests.Session()
     if destination.username:
         session.auth = (destination.username, destination.password)
     return DICOMwebClient(url=destination.url, session=session)
 
 
-def _stow(destination: Destination, datasets: Sequence[pydicom.Dataset]) -> None:
+def _stow(destination: DicomwebDestination, calling_ae: str, datasets: Sequence[pydicom.Dataset]) -> None:
     try:
         _dicomweb(destination).store_instances(datasets)
     except requests.RequestException as exc:
         raise DispatchError(f"STOW-RS to {destination.url}: {exc}") from None
 
 
-def echo(destination: Destination, calling_ae: str) -> str:
-    """A connectivity check of one destination: C-ECHO, or a DICOMweb QIDO query."""
-    if destination.kind == "dicom":
-        ae = AE(ae_title=calling_ae)
-        ae.add_requested_context(Verification)
-        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
-        if not assoc.is_established:
-            raise DispatchError(f"no association with {destination.ae_title}@{destination.host}:{destination.port}")
-        status = assoc.send_c_echo()
-        assoc.release()
-        if not status or status.Status != 0:
-            raise DispatchError("C-ECHO failed")
-        return f"C-ECHO {destination.ae_title}@{destination.host}:{destination.port}: success"
+def _qido(destination: DicomwebDestination, calling_ae: str) -> str:
     try:
         _dicomweb(destination).search_for_studies(limit=1)
     except requests.RequestException as exc:
         raise DispatchError(f"DICOMweb {destination.url}: {exc}") from None
     return f"QIDO-RS {destination.url}: success"
+
+
+# Each kind of destination (deploy/node/config.py) with how results are sent to it and how it is
+# checked: a new kind is one new type there and one entry here.
+SENDERS: dict[type, tuple[Callable, Callable]] = {
+    DicomDestination: (_store_scu, _c_echo),
+    DicomTlsDestination: (_store_scu, _c_echo),
+    DicomwebDestination: (_stow, _qido),
+}
+
+
+def echo(destination: Destination, calling_ae: str) -> str:
+    """A connectivity check of one destination: C-ECHO, or a DICOMweb QIDO query."""
+    return SENDERS[type(destination)][1](destination, calling_ae)
 
 
 class Dispatcher:
@@ -92,10 +116,7 @@ class Dispatcher:
 
     def send(self, destination: Destination, files: list[Path]) -> None:
         datasets = [pydicom.dcmread(f) for f in files]
-        if destination.kind == "dicom":
-            _store_scu(destination, self.config.listener.ae_title, datasets)
-        else:
-            _stow(destination, datasets)
+        SENDERS[type(destination)][0](destination, self.config.listener.ae_title, datasets)
 
     def dispatch_due(self, now: float | None = None) -> int:
         sent = 0
