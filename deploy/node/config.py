@@ -67,8 +67,9 @@ class ListenerConfig(Section):
     min_free_disk_mb: int = Field(2048, ge=0, description="new associations are refused below this free spool disk")
     tls: TLS | None = Field(None, description="DICOM TLS for incoming associations: {certificate, private_key, ca}")
     negotiation_timeout_seconds: Positive = Field(10.0, description="a connection not associated by then is closed")
-    max_negotiating: int = Field(8, ge=1, description="connections negotiating an association at once")
-    max_negotiating_per_host: int = Field(2, ge=1, description="of those, from one address")
+    max_negotiating: int = Field(32, ge=1, description="connections negotiating an association at once")
+    max_negotiating_per_host: int = Field(8, ge=1, description="of those, from one address (a PACS or a NAT "
+                                                               "router may open several at once)")
     max_pdu_bytes: int = Field(1024 * 1024, ge=16384, description="a longer PDU closes its connection unread")
 
 

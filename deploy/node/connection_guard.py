@@ -28,8 +28,8 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 @dataclass(frozen=True)
 class ConnectionLimits:
     negotiation_timeout_seconds: float = 10.0
-    max_negotiating: int = 8
-    max_negotiating_per_host: int = 2
+    max_negotiating: int = 32
+    max_negotiating_per_host: int = 8
     max_pdu_bytes: int = 1024 * 1024
 
 
