@@ -56,16 +56,16 @@ def _pixel_data_problem(ds: Dataset, transfer_syntax: UID) -> str | None:
     return None
 
 
-def instance_problem(encoded: BytesIO, transfer_syntax: UID) -> tuple[int, str] | None:
-    """(C-STORE failure status, reason) when the data set `encoded` (as received, without file meta)
-    cannot be used, None when it can."""
-    try:
-        # Decoded here rather than taken from pynetdicom's event, which labels the data set with the
-        # context's encoding whatever pydicom found.
-        ds = decode(BytesIO(encoded.getvalue()), transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian,
-                    transfer_syntax.is_deflated)
-    except Exception as exc:   # whatever a malformed encoding raises inside pydicom
-        return CANNOT_UNDERSTAND, f"does not parse as {transfer_syntax.name} ({type(exc).__name__})"
+def decode_received(encoded: BytesIO, transfer_syntax: UID) -> Dataset:
+    """The data set as received (without file meta), decoded once for the check and the listener.
+    Decoded here rather than taken from pynetdicom's event, which labels the data set with the
+    context's encoding whatever pydicom found."""
+    return decode(BytesIO(encoded.getvalue()), transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian,
+                  transfer_syntax.is_deflated)
+
+
+def instance_problem(ds: Dataset, transfer_syntax: UID) -> tuple[int, str] | None:
+    """(C-STORE failure status, reason) when the decoded data set `ds` cannot be used, None when it can."""
     implicit, little_endian = ds.original_encoding
     if implicit is not None and (implicit, little_endian) != (transfer_syntax.is_implicit_VR,
                                                               transfer_syntax.is_little_endian):

@@ -23,7 +23,7 @@ from sqlalchemy import String
 
 from deploy.node.config import ListenerConfig
 from deploy.node.connection_guard import ConnectionLimits, GuardedAssociationServer, guarded_server_class
-from deploy.node.ingest_check import CANNOT_UNDERSTAND, instance_problem
+from deploy.node.ingest_check import CANNOT_UNDERSTAND, decode_received, instance_problem
 from deploy.node.journal import Journal
 from deploy.node.journal.receiving import IdentifierConflict
 from deploy.node.journal.schema import series
@@ -158,15 +158,17 @@ class Listener:
             self._open[id(event.assoc)] = _Association(self._peer(event))
 
     def _on_store(self, event) -> int:
+        transfer_syntax = event.context.transfer_syntax
         try:
-            header = event.dataset  # parsed, pixel data untouched; the file written is the bytes as received
+            # Parsed once, pixel data untouched; the file written is the bytes as received.
+            header = decode_received(event.request.DataSet, transfer_syntax)
             study_uid, series_uid = str(header.StudyInstanceUID), str(header.SeriesInstanceUID)
             sop_uid = str(event.request.AffectedSOPInstanceUID)
         except Exception as exc:  # whatever the sender got wrong, tell it, and keep serving
             log.warning("instance refused: cannot read its identifying attributes (%s)", type(exc).__name__)
             return CANNOT_UNDERSTAND
         calling = event.assoc.requestor.ae_title
-        problem = instance_problem(event.request.DataSet, event.context.transfer_syntax)
+        problem = instance_problem(header, transfer_syntax)
         if problem:
             return self._refuse_instance(event, series_uid, *problem)
         try:

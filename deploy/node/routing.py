@@ -87,7 +87,8 @@ class RulesFile:
 
     def _read_stamp(self) -> tuple[int, ...]:
         # The size too: two writes within one clock tick.
-        return tuple(v for p in (self.path, self.series_rules) for v in (p.stat().st_mtime_ns, p.stat().st_size))
+        stats = [p.stat() for p in (self.path, self.series_rules)]
+        return tuple(v for s in stats for v in (s.st_mtime_ns, s.st_size))
 
     def current(self) -> RoutingRules:
         try:
