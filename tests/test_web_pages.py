@@ -22,6 +22,7 @@ from deploy.node.journal import JobState, SeriesState
 from deploy.node.service import Node
 from deploy.node.web import create_app
 from deploy.node.web.login_guard import LoginGuard
+from renalnode.model_package import load_model_package
 from renalnode.run_record import COMPLETED, KEY_IMAGE_FOLDER, RunRecord
 
 PNG = b"\x89PNG\r\n\x1a\n key image"
@@ -271,7 +272,9 @@ def test_destinations_show_failures_and_echo_is_audited(client, node):
 def test_model_page_shows_the_model_used_and_the_configured_package(client, node):
     log_in(client)
     page = client.get("/model").text
-    assert "No job has run yet." in page and "<td>renalnode-demo-phantom 0.2.0</td>" in page and 'id="cv"' in page
+    configured = load_model_package(node.config.model)
+    assert f"<td>{configured.name} {configured.version}</td>" in page
+    assert "No job has run yet." in page and 'id="cv"' in page
     job = finished_job(node)
     used = client.get("/model").text.split('id="model-used"')[1].split("</table>")[0]
     assert f'renalnode-demo-phantom 0.2.0 on cpu, by <a href="/jobs/{job}">job {job}</a>' in used
