@@ -1,14 +1,19 @@
-"""A local Orthanc and a local node, on loopback ports, started and stopped by `make demo` and by the
-tests: Orthanc from the Debian package with renalnode's auto-routing script, the node as its own
-`renalnode serve` process. Each keeps its files and log in one folder."""
+"""A local Orthanc, a local node and a local PostgreSQL, on loopback ports, started and stopped by
+`make demo`, the benchmarks and the tests: Orthanc from the Debian package with renalnode's
+auto-routing script, the node as its own `renalnode serve` process, PostgreSQL from the Debian
+package for the journal. Each keeps its files and log in one folder."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +26,7 @@ from renalnode.series_eligibility import DEFAULT_SERIES_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 ORTHANC = "/usr/sbin/Orthanc"
+POSTGRES_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 PLUGINS = Path("/usr/share/orthanc/plugins")
 AUTOROUTING = ROOT / "deploy" / "orthanc" / "autorouting.py"
 NODE_AET, ORTHANC_AET = "RENALNODE", "ORTHANC"
@@ -223,3 +229,58 @@ class LocalViewer:
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+
+class LocalPostgres:
+    """A PostgreSQL server of its own, in a new temporary folder, on a loopback port, trusting local
+    connections. PostgreSQL refuses to run as root, so as root it runs as the package's `postgres`
+    user, with the folder made over to it (a folder of the caller's might sit where that user cannot
+    reach it)."""
+
+    def __init__(self):
+        if not POSTGRES_BIN:
+            raise RuntimeError("PostgreSQL is not installed: run `make setup` (Debian package postgresql)")
+        self.folder, self.port = Path(tempfile.mkdtemp(prefix="renalnode-postgres-")), free_port()
+        self.bin = Path(POSTGRES_BIN[-1])
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run_as(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def start(self) -> LocalPostgres:
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(self.folder, account.pw_uid, account.pw_gid)
+        data = self.folder / "data"
+        if not (data / "PG_VERSION").exists():
+            subprocess.run([*self._run_as(), str(self.bin / "initdb"), "-D", str(data), "-U", "postgres",
+                            "--auth=trust", "--no-sync"], check=True, capture_output=True, timeout=120)
+        self.process = start_logged(
+            [*self._run_as(), str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.folder}",
+             "-c", "fsync=off", "-c", "max_connections=200"],
+            self.folder / "postgres.log", self._accepting, "PostgreSQL to start", 60)
+        return self
+
+    def _accepting(self) -> bool:
+        return subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                              capture_output=True).returncode == 0
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; its SQLAlchemy URL."""
+        subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                        name], check=True, capture_output=True, timeout=60)
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def stop(self) -> None:
+        # SIGINT: PostgreSQL's fast shutdown (SIGTERM waits for every client to leave).
+        stop_process(self.process, signal.SIGINT)
+        self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

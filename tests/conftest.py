@@ -1,6 +1,7 @@
 """Shared fixtures: phantom cases made once per test session, and the real validators."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -137,6 +138,34 @@ def local_orthanc(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the test session (Debian's package, `make setup`); each test that
+    needs a journal on it gets a new database from `journal_url`."""
+    from deploy.local_services import LocalPostgres
+
+    server = LocalPostgres().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request, tmp_path):
+    """new() -> the URL of a new, empty journal database, on SQLite (a file) or on the session's PostgreSQL."""
+    made = []
+
+    def new() -> str:
+        made.append(None)
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / f'journal{len(made)}.sqlite'}"
+        return request.getfixturevalue("postgres").create_database(f"journal_{os.getpid()}_{next(_databases)}")
+
+    return new
+
+
+_databases = itertools.count()
 
 
 @pytest.fixture

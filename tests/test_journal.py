@@ -1,5 +1,6 @@
 """The journal's state machine, which the node's crash safety rests on: late instances, superseded
-jobs, reclaimed jobs, retries, concurrent first instances."""
+jobs, reclaimed jobs, retries, concurrent first instances; each test on SQLite and on a real
+PostgreSQL server (the `journal_url` fixture)."""
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,8 @@ FACTS = {"modality": "CT", "body_part": "ABDOMEN", "series_description": "", "st
 
 
 @pytest.fixture
-def journal(tmp_path) -> Journal:
-    return Journal(f"sqlite:///{tmp_path / 'journal.sqlite'}")
+def journal(journal_url) -> Journal:
+    return Journal(journal_url())
 
 
 def receive(journal: Journal, series: str, *sops: str, now: float = 100.0) -> None:
@@ -90,13 +91,13 @@ def test_first_instances_of_one_series_from_concurrent_associations(journal):
         except Exception as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=send, args=(str(t),)) for t in range(4)]
+    threads = [threading.Thread(target=send, args=(str(t),)) for t in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert errors == []
-    assert journal.series_row("1.4").instances == 40
+    assert journal.series_row("1.4").instances == 80
 
 
 def test_audit_log_follows_a_job_and_answers_renalnode_status(journal, tmp_path):
@@ -120,15 +121,15 @@ def test_audit_log_follows_a_job_and_answers_renalnode_status(journal, tmp_path)
 
     config = tmp_path / "node.yaml"
     config.write_text("listener: {allowed_calling_aets: [CT1]}\n"
-                      f"node: {{journal: 'sqlite:///{tmp_path}/journal.sqlite'}}\n")
+                      f"node: {{journal: '{journal.engine.url.render_as_string(hide_password=False)}'}}\n")
     printed = run_renalnode("status", "--config", str(config), "--job", str(job)).stdout
     assert [line.split()[2] for line in printed.splitlines()][::-1] == events[1:]
     assert "dispatch.failed      job 1 series 1.7 to pacs  association with PACS failed" in printed
 
 
-def test_journal_notifications_only_when_asked(tmp_path):
-    quiet = Journal(f"sqlite:///{tmp_path / 'a.sqlite'}")
-    noisy = Journal(f"sqlite:///{tmp_path / 'b.sqlite'}", notify=True)
+def test_journal_notifications_only_when_asked(journal_url):
+    quiet = Journal(journal_url())
+    noisy = Journal(journal_url(), notify=True)
     for journal in (quiet, noisy):
         receive(journal, "1.8", "1.8.1")
         row = journal.series_row("1.8")
@@ -140,8 +141,8 @@ def test_journal_notifications_only_when_asked(tmp_path):
     assert '"series_uid": "1.8"' in note.payload and "no routing rule matches" in note.payload
 
 
-def test_an_overtaken_job_never_quarantines_nor_notifies(tmp_path):
-    journal = Journal(f"sqlite:///{tmp_path / 'journal.sqlite'}", notify=True)
+def test_an_overtaken_job_never_quarantines_nor_notifies(journal_url):
+    journal = Journal(journal_url(), notify=True)
     receive(journal, "1.10", "1.10.1")
     first = complete_and_enqueue(journal, "1.10")
     journal.claim()
@@ -167,8 +168,8 @@ def test_a_destination_stops_failing_when_nothing_waits_for_it(journal):
     assert status.failing_since is None and status.last_error == "refused"
 
 
-def test_a_job_the_node_died_in_too_often_fails_and_notifies(tmp_path):
-    journal = Journal(f"sqlite:///{tmp_path / 'journal.sqlite'}", notify=True)
+def test_a_job_the_node_died_in_too_often_fails_and_notifies(journal_url):
+    journal = Journal(journal_url(), notify=True)
     receive(journal, "1.12", "1.12.1")
     job = complete_and_enqueue(journal, "1.12")
     journal.claim()

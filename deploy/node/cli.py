@@ -1,4 +1,4 @@
-"""Node commands: `renalnode serve | status | retry | quarantine list | echo`, each with --config."""
+"""Node commands: `renalnode serve | status | retry | quarantine list | echo | db upgrade`, each with --config."""
 from __future__ import annotations
 
 import argparse
@@ -88,6 +88,19 @@ def _echo(args) -> int:
     return 0
 
 
+def _db(args) -> int:
+    from sqlalchemy import create_engine
+
+    from deploy.node.journal.schema_version import upgrade
+
+    engine = create_engine(load_config(args.config).journal_url)
+    before, after = upgrade(engine)
+    engine.dispose()
+    print(f"journal schema: revision {after}" + ("" if before == after else
+                                                  f" (was {before or 'an empty database'})"))
+    return 0
+
+
 def add_parser(sub) -> None:
     def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help_text, description=help_text)
@@ -107,3 +120,5 @@ def add_parser(sub) -> None:
     quarantine = command("quarantine", _quarantine, "quarantined series with their reasons")
     quarantine.add_argument("action", choices=["list"])
     command("echo", _echo, "check a destination (C-ECHO or a DICOMweb query)").add_argument("destination")
+    command("db", _db, "bring the journal's schema to this version (alembic migrations)").add_argument(
+        "action", choices=["upgrade"])

@@ -1,5 +1,6 @@
-"""The journal's database: its engine (SQLite in WAL mode, or PostgreSQL), its tables made at start,
-and what every concern of the journal shares: insert-or-ignore, state counts and the heartbeat."""
+"""The journal's database: its engine (SQLite in WAL mode, or PostgreSQL), its schema checked at start
+(made when the database is empty: schema_version.py), and what every concern of the journal shares:
+insert-or-ignore, state counts and the heartbeat."""
 from __future__ import annotations
 
 import time
@@ -8,7 +9,8 @@ from sqlalchemy import Table, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from deploy.node.journal.schema import heartbeat, jobs, metadata, outbox, series
+from deploy.node.journal.schema import heartbeat, jobs, outbox, series
+from deploy.node.journal.schema_version import open_schema
 
 
 def _sqlite_pragmas(connection, _record):
@@ -27,7 +29,7 @@ class JournalDatabase:
         self.notify = notify
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        open_schema(self.engine)
 
     def _insert_ignore(self, table: Table):
         dialect = self.engine.dialect.name

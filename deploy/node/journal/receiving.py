@@ -38,16 +38,16 @@ class Receiving(AuditTrail):
                 series_uid=series_uid, study_uid=study_uid, calling_aet=calling_aet, state=SeriesState.RECEIVING,
                 first_received=now, last_received=now, instances=0, open_associations=0, reason="", **facts)
             ).rowcount == 1
-            db.execute(self._insert_ignore(instances).values(sop_uid=sop_uid, series_uid=series_uid, path=path,
-                                                              received=now))
+            added = db.execute(self._insert_ignore(instances).values(sop_uid=sop_uid, series_uid=series_uid,
+                                                                      path=path, received=now)).rowcount
             # A series reopened by a late instance starts a new receiving period (and maximum wait).
             db.execute(update(series).where(series.c.series_uid == series_uid,
                                             series.c.state != SeriesState.RECEIVING)
                        .values(first_received=now))
+            # An increment under the row's lock: a recount could miss an instance another association
+            # has not committed yet (PostgreSQL reads committed rows only).
             db.execute(update(series).where(series.c.series_uid == series_uid).values(
-                state=SeriesState.RECEIVING, reason="", last_received=now,
-                instances=select(func.count()).select_from(instances)
-                .where(instances.c.series_uid == series_uid).scalar_subquery()))
+                state=SeriesState.RECEIVING, reason="", last_received=now, instances=series.c.instances + added))
         return new_series
 
     def association_opened(self, series_uid: str) -> None:

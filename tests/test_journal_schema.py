@@ -1,0 +1,85 @@
+"""The journal's schema under alembic, on SQLite and on a real PostgreSQL server: the migrations
+make exactly the tables schema.py describes, an empty database is made at start, a journal from
+before migrations is adopted, one from an unknown revision is refused with the way out, and
+processes that open an empty database at once do not collide."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from conftest import run_renalnode
+from sqlalchemy import create_engine, select, text
+
+from deploy.node.journal import Journal
+from deploy.node.journal.schema import metadata, series
+from deploy.node.journal.schema_version import BASELINE, JournalSchemaError, head
+
+
+def revision_of(url: str) -> str | None:
+    with create_engine(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def test_the_migrations_make_the_tables_the_code_writes(journal_url):
+    journal = Journal(journal_url())
+    with journal.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
+    assert revision_of(journal.engine.url.render_as_string(hide_password=False)) == head()
+
+
+def test_a_journal_from_before_migrations_is_adopted_with_its_rows(journal_url):
+    url = journal_url()
+    engine = create_engine(url)
+    metadata.create_all(engine)                 # how journals were made before alembic
+    with engine.begin() as db:
+        db.execute(series.insert().values(series_uid="1.2", study_uid="1", calling_aet="CT1", state="complete",
+                                          modality="CT", body_part="", series_description="",
+                                          study_description="", reason="", instances=3, open_associations=0,
+                                          first_received=1.0, last_received=2.0))
+    assert revision_of(url) is None
+    assert Journal(url).series_row("1.2").instances == 3
+    assert revision_of(url) == BASELINE
+
+
+def test_a_journal_of_an_unknown_revision_is_refused_with_the_way_out(journal_url, tmp_path):
+    url = journal_url()
+    Journal(url).engine.dispose()
+    with create_engine(url).begin() as db:
+        db.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(JournalSchemaError, match="revision 9999, unknown to this renalnode"):
+        Journal(url)
+    config = tmp_path / "node.yaml"
+    config.write_text(f"listener: {{allowed_calling_aets: [CT1]}}\nnode: {{journal: '{url}'}}\n")
+    refused = run_renalnode("status", "--config", str(config), check=False)
+    assert refused.returncode == 2 and "written by a newer version" in refused.stderr
+
+
+def test_renalnode_db_upgrade_makes_an_empty_journal_and_is_idempotent(journal_url, tmp_path):
+    url = journal_url()
+    config = tmp_path / "node.yaml"
+    config.write_text(f"listener: {{allowed_calling_aets: [CT1]}}\nnode: {{journal: '{url}'}}\n")
+    first = run_renalnode("db", "upgrade", "--config", str(config)).stdout
+    assert first.strip() == f"journal schema: revision {head()} (was an empty database)"
+    again = run_renalnode("db", "upgrade", "--config", str(config)).stdout
+    assert again.strip() == f"journal schema: revision {head()}"
+    with create_engine(url).connect() as db:
+        assert db.execute(select(series)).all() == []
+
+
+def test_processes_and_threads_opening_an_empty_journal_at_once_take_turns(journal_url):
+    """Four processes, each with three threads, open one new database at the same moment."""
+    url, start = journal_url(), time.time() + 8
+    program = ("import sys, threading, time\n"
+               "from deploy.node.journal import Journal\n"
+               "time.sleep(max(0, float(sys.argv[1]) - time.time()))\n"
+               "threads = [threading.Thread(target=Journal, args=(sys.argv[2],)) for _ in range(3)]\n"
+               "[t.start() for t in threads]; [t.join() for t in threads]\n")
+    processes = [subprocess.Popen([sys.executable, "-c", program, str(start), url], stderr=subprocess.PIPE,
+                                  text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [e for e in errors if "Error" in e] == [] and revision_of(url) == head()
