@@ -38,6 +38,7 @@ from deploy.node.journal import JobState, Journal
 
 RESULT_KINDS = ("SEG", "SR", "DOC")
 DELIVERED_STATES = (JobState.RESULTS_READY, JobState.DISPATCHED)
+IN_FLIGHT = (JobState.RUNNING, JobState.RESULTS_READY)
 
 
 @dataclass
@@ -158,7 +159,7 @@ def main() -> int:
     parser.add_argument("--outage-seconds", type=float, default=30, help="how long the destination stays down")
     parser.add_argument("--send-interval", type=float, default=60,
                         help="seconds between the studies of one sender (senders start evenly spread over it)")
-    parser.add_argument("--kill-at", type=float, nargs="*", default=[60, 300],
+    parser.add_argument("--kill-at", type=float, nargs="*", default=[60, 180],
                         help="seconds after the start from which the node is killed with SIGKILL, at the first "
                              "moment an association is open or a job is running")
     parser.add_argument("--work", type=Path, help="keep the phantoms and services here (default: a temporary folder)")
@@ -194,11 +195,11 @@ def soak(args: argparse.Namespace, work: Path) -> int:
         while time.monotonic() < deadline:
             elapsed = time.monotonic() - started
             receiving = any(t.sending.is_set() for t in threads)
-            if killed < len(kills) and elapsed >= kills[killed] and (receiving or journal.jobs_in((JobState.RUNNING,))):
+            if killed < len(kills) and elapsed >= kills[killed] and (receiving or journal.jobs_in(IN_FLIGHT)):
                 node.stop(signal.SIGKILL)
                 killed += 1
                 print(f"{elapsed:6.0f} s  node killed (SIGKILL {killed}) while "
-                      f"{'receiving' if receiving else 'a job ran'}", flush=True)
+                      f"{'receiving' if receiving else 'a job ran or waited to be sent'}", flush=True)
                 node.start()
             if outages.up.is_set() and elapsed - last_poll >= 5:
                 last_poll = elapsed
@@ -212,7 +213,7 @@ def soak(args: argparse.Namespace, work: Path) -> int:
                 print(f"{elapsed:6.0f} s  sent {sum(s.sent for s in studies):2d}  delivered {len(done):2d}/"
                       f"{len(studies)}  destination {'up' if outages.up.is_set() else 'down'}  "
                       f"outages {outages.count}  kills {killed}", flush=True)
-            if len(done) == len(studies) and killed == len(kills):
+            if len(done) == len(studies):  # nothing is left in flight for a kill still due
                 break
             time.sleep(0.5)
         seconds = time.monotonic() - started
@@ -226,11 +227,11 @@ def soak(args: argparse.Namespace, work: Path) -> int:
         outages.finish.set()
         node.stop()
         pacs.stop()
-    return report(studies, found, complete, journal, seconds, outages.count, killed)
+    return report(studies, found, complete, journal, seconds, outages.count, killed, len(kills))
 
 
 def report(studies: list[Study], found: dict[str, Counter], complete: dict[str, bool], journal: Journal,
-           seconds: float, outage_count: int, killed: int) -> int:
+           seconds: float, outage_count: int, killed: int, kills: int) -> int:
     rows = {s.series_uid: journal.series_row(s.series_uid) for s in studies}
     jobs = journal.recent_jobs(100000)
     processed = {job.series_uid for job in jobs if job.state in DELIVERED_STATES}
@@ -242,7 +243,8 @@ def report(studies: list[Study], found: dict[str, Counter], complete: dict[str, 
     received_instances = sum(row.instances for row in rows.values() if row)
     app_seconds = sum(job.finished - job.started for job in jobs
                       if job.state in DELIVERED_STATES and job.started and job.finished)
-    print(f"\nafter {seconds:.0f} s, {outage_count} destination outage(s), {killed} SIGKILL(s) of the node:")
+    print(f"\nafter {seconds:.0f} s, {outage_count} destination outage(s), {killed} SIGKILL(s) of the node"
+          + (f" ({kills - killed} not made: everything was delivered before)" if killed < kills else "") + ":")
     print(f"  sent       {sum(s.sent for s in studies):3d} of {len(studies)} studies "
           f"({sum(s.send_attempts for s in studies)} send attempts), {sent_instances} instances")
     print(f"  received   {sum(1 for row in rows.values() if row):3d} series, {received_instances} instances")

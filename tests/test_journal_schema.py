@@ -1,6 +1,7 @@
 """The journal's schema under alembic, on SQLite and on a real PostgreSQL server: the migrations
-make exactly the tables schema.py describes, an empty database is made at start, a journal from
-before migrations is adopted, one from an unknown revision is refused with the way out, and
+make exactly the tables schema.py describes, an empty database is made at start, an older journal
+(or one from before migrations) waits for `renalnode db upgrade` and keeps its rows, one from an
+unknown revision is refused with the way out, and
 processes that open an empty database at once do not collide."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import time
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import run_renalnode
@@ -16,7 +18,7 @@ from sqlalchemy import create_engine, select, text
 
 from deploy.node.journal import Journal
 from deploy.node.journal.schema import metadata, series
-from deploy.node.journal.schema_version import BASELINE, JournalSchemaError, head
+from deploy.node.journal.schema_version import BASELINE, JournalSchemaError, alembic_config, head
 
 
 def revision_of(url: str) -> str | None:
@@ -32,18 +34,27 @@ def test_the_migrations_make_the_tables_the_code_writes(journal_url):
     assert revision_of(journal.engine.url.render_as_string(hide_password=False)) == head()
 
 
-def test_a_journal_from_before_migrations_is_adopted_with_its_rows(journal_url):
+def test_an_older_journal_waits_for_renalnode_db_upgrade_and_keeps_its_rows(journal_url, tmp_path):
+    """A journal made before migrations began (the baseline's tables, no version) is adopted as the
+    baseline; being older than this code, it is refused until `renalnode db upgrade` has run."""
     url = journal_url()
     engine = create_engine(url)
-    metadata.create_all(engine)                 # how journals were made before alembic
-    with engine.begin() as db:
-        db.execute(series.insert().values(series_uid="1.2", study_uid="1", calling_aet="CT1", state="complete",
-                                          modality="CT", body_part="", series_description="",
-                                          study_description="", reason="", instances=3, open_associations=0,
-                                          first_received=1.0, last_received=2.0))
-    assert revision_of(url) is None
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), BASELINE)
+        connection.execute(text("DROP TABLE alembic_version"))
+        connection.execute(series.insert().values(
+            series_uid="1.2", study_uid="1", calling_aet="CT1", state="complete", modality="CT", body_part="",
+            series_description="", study_description="", reason="", instances=3, open_associations=0,
+            first_received=1.0, last_received=2.0))
+    assert revision_of(url) is None and BASELINE != head()
+    with pytest.raises(JournalSchemaError, match=f"at revision {BASELINE}, this renalnode needs {head()}: run "
+                                                 "`renalnode db upgrade"):
+        Journal(url)
+    config = tmp_path / "node.yaml"
+    config.write_text(f"listener: {{allowed_calling_aets: [CT1]}}\nnode: {{journal: '{url}'}}\n")
+    upgraded = run_renalnode("db", "upgrade", "--config", str(config)).stdout
+    assert upgraded.strip() == f"journal schema: revision {head()} (was {BASELINE})"
     assert Journal(url).series_row("1.2").instances == 3
-    assert revision_of(url) == BASELINE
 
 
 def test_a_journal_of_an_unknown_revision_is_refused_with_the_way_out(journal_url, tmp_path):

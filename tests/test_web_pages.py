@@ -304,6 +304,25 @@ def test_audit_log_filters_by_series_job_and_event(client, node):
     assert f'<a href="/jobs/{held}">{held}</a>' in client.get("/audit?event=job.quarantined").text
 
 
+def test_overview_and_metrics_show_each_worker(client, node):
+    node.journal.worker_started("gpu-server/0", "gpu-server", "cuda:0", 4101)
+    node.journal.worker_started("gpu-server/1", "gpu-server", "cuda:1", 4102)
+    receive(node.journal, "1.2.5", "1.2.5.1")
+    job = complete_and_enqueue(node.journal, "1.2.5")
+    assert node.journal.claim("gpu-server/1").worker == "gpu-server/1"
+    node.journal.worker_seen("gpu-server/1", job)
+    node.journal.worker_seen("gpu-server/0", None, done=True)
+    log_in(client)
+    rows = client.get("/").text.split('id="workers"')[1].split("</table>")[0].split("<tr>")[2:]
+    assert "<td>gpu-server/0</td><td>cuda:0</td>" in rows[0] and "<td>idle</td>" in rows[0]
+    assert f'<a href="/jobs/{job}">job {job}</a>' in rows[1] and "<td>cuda:1</td>" in rows[1]
+    assert node.journal.job_row(job).worker == "gpu-server/1"
+    metrics = client.get("/metrics").text
+    assert 'renalnode_worker_busy{worker="gpu-server/1"} 1.0' in metrics
+    assert 'renalnode_worker_busy{worker="gpu-server/0"} 0.0' in metrics
+    assert 'renalnode_worker_jobs_done{worker="gpu-server/0"} 1.0' in metrics
+
+
 def test_metrics_and_healthz_answer_without_login(client, node):
     finished_job(node)
     metrics = client.get("/metrics")

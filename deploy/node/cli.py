@@ -1,4 +1,5 @@
-"""Node commands: `renalnode serve | status | retry | quarantine list | echo | db upgrade`, each with --config."""
+"""Node commands: `renalnode serve | worker | status | retry | quarantine list | echo | db upgrade`, each
+with --config."""
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,24 @@ def when(seconds: float | None) -> str:
     return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S") if seconds else "-"
 
 
-def _serve(args) -> int:
-    from deploy.node.service import serve
-
+def _log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("highdicom").setLevel(logging.WARNING)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def _serve(args) -> int:
+    from deploy.node.service import serve
+
+    _log_to_stderr()
     return serve(load_config(args.config))
+
+
+def _worker(args) -> int:
+    from deploy.node.worker_pool import run_worker
+
+    _log_to_stderr()
+    return run_worker(load_config(args.config), args.slot, args.device)
 
 
 def _journal(args):
@@ -36,6 +48,9 @@ def _status(args) -> int:
         return _audit(journal, args)
     for name, counts in journal.counts().items():
         print(f"{name}: " + (", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "none"))
+    for worker in journal.workers():
+        print(f"worker {worker.name} on {worker.device}: {f'job {worker.job_id}' if worker.job_id else 'idle'}, "
+              f"{worker.jobs_done} job(s) done, last seen {when(worker.last_seen)}")
     print(f"\n{'job':>5}  {'state':<14} {'attempts':>8}  {'created':<19}  {'finished':<19}  series / reason")
     for job in journal.recent_jobs(args.limit):
         print(f"{job.id:>5}  {job.state:<14} {job.attempts:>8}  {when(job.created):<19}  "
@@ -120,5 +135,8 @@ def add_parser(sub) -> None:
     quarantine = command("quarantine", _quarantine, "quarantined series with their reasons")
     quarantine.add_argument("action", choices=["list"])
     command("echo", _echo, "check a destination (C-ECHO or a DICOMweb query)").add_argument("destination")
+    worker = command("worker", _worker, "one worker process (renalnode serve starts them for [workers] count > 1)")
+    worker.add_argument("--slot", type=int, default=0, help="its number: the journal knows it as HOST/SLOT")
+    worker.add_argument("--device", default="cpu", help="shown in the journal (CUDA_VISIBLE_DEVICES picks the GPU)")
     command("db", _db, "bring the journal's schema to this version (alembic migrations)").add_argument(
         "action", choices=["upgrade"])

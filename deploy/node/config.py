@@ -7,8 +7,8 @@ names, never from the file itself. Relative paths are relative to the file's fol
 Every key with its type, default and meaning: `python -m deploy.node.config` prints the table
 README's configuration reference holds.
 
-Sections: [listener], [node], [routing], [destinations.NAME] (kind "dicom", "dicom-tls" or
-"dicomweb"), [dispatch], [web] (the dashboard, /metrics and /healthz; none without it) and
+Sections: [listener], [node], [workers], [routing], [destinations.NAME] (kind "dicom", "dicom-tls"
+or "dicomweb"), [dispatch], [web] (the dashboard, /metrics and /healthz; none without it) and
 [notifications] (webhook; none without it).
 """
 from __future__ import annotations
@@ -162,6 +162,12 @@ class NodeSection(Section):
         return self
 
 
+class WorkersSection(Section):
+    count: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        1, description='jobs run at once; "auto": one per visible CUDA device (one on a CPU machine). More than '
+                       'one run in worker processes, each pinned to a device in turn; one runs in the node\'s process')
+
+
 class RoutingSection(Section):
     rules: FilePath = Field(ROOT / "deploy" / "node" / "routing.yaml", description="where results go (routing.py)")
     series_rules: FilePath = Field(DEFAULT_SERIES_RULES, description="which series are abdominal CTs (routing, app)")
@@ -175,6 +181,7 @@ class DispatchSection(Section):
 class ConfigFile(Section):
     listener: ListenerConfig
     node: NodeSection = NodeSection()
+    workers: WorkersSection = WorkersSection()
     routing: RoutingSection = RoutingSection()
     destinations: dict[str, Annotated[Destination, Field(discriminator="kind")]] = {}
     dispatch: DispatchSection = DispatchSection()
@@ -212,6 +219,8 @@ class NodeConfig:
     map_timeout_seconds: float
     web: WebConfig | None
     notifications: NotificationConfig | None
+    worker_count: int | Literal["auto"]
+    source: Path                      # the file, which worker processes read too
 
     @property
     def results(self) -> Path:
@@ -256,7 +265,7 @@ def load_config(path: Path) -> NodeConfig:
         max_attempts=node.max_attempts, mirroring=node.mirroring, tile_step_size=node.tile_step_size,
         retry_base_seconds=file.dispatch.retry_base_seconds, retry_max_seconds=file.dispatch.retry_max_seconds,
         runner=node.runner, map_image=node.map_image, map_timeout_seconds=node.map_timeout_seconds,
-        web=file.web, notifications=file.notifications)
+        web=file.web, notifications=file.notifications, worker_count=file.workers.count, source=path)
 
 
 def _shown(value: Any) -> str:
@@ -270,7 +279,8 @@ def _shown(value: Any) -> str:
 def reference() -> str:
     """Every key of the file as a Markdown table (README's configuration reference)."""
     sections: list[tuple[str, type[Section]]] = [
-                ("listener", ListenerConfig), ("listener.tls", TLS), ("node", NodeSection), ("routing", RoutingSection),
+                ("listener", ListenerConfig), ("listener.tls", TLS), ("node", NodeSection), ("workers", WorkersSection),
+                ("routing", RoutingSection),
                 ("destinations.NAME (dicom)", DicomDestination), ("destinations.NAME (dicom-tls)", DicomTlsDestination),
                 ("destinations.NAME (dicomweb)", DicomwebDestination), ("dispatch", DispatchSection),
                 ("web", WebConfig), ("notifications", NotificationConfig)]

@@ -3,7 +3,7 @@
 Counters and histograms move as things happen in this process (reset at restart, as Prometheus
 expects); states and disk space are read when scraped. Model loads are counted from the run records
 the worker reads, so this module needs neither torch nor the app. Labels carry states,
-stages and destination names only: never a UID, never patient data.
+stages, destination and worker names only: never a UID, never patient data.
 """
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ class _JournalCollector:
         for state, n in sorted(counts["outbox"].items()):
             pending.add_metric([state], n)
         yield pending
+        done = GaugeMetricFamily("renalnode_worker_jobs_done", "Job attempts each worker finished", labels=["worker"])
+        busy = GaugeMetricFamily("renalnode_worker_busy", "1 while the worker runs a job", labels=["worker"])
+        seen = GaugeMetricFamily("renalnode_worker_last_seen_timestamp_seconds", "When the worker last wrote its row",
+                                 labels=["worker"])
+        for worker in self.journal.workers():
+            done.add_metric([worker.name], worker.jobs_done)
+            busy.add_metric([worker.name], 1 if worker.job_id else 0)
+            seen.add_metric([worker.name], worker.last_seen)
+        yield from (done, busy, seen)
         yield GaugeMetricFamily("renalnode_spool_free_bytes", "Free space on the spool's file system",
                                 value=shutil.disk_usage(self.spool).free)
 

@@ -1,6 +1,7 @@
 """`renalnode serve`: the listener plus loops (completion and routing, the worker, the dispatcher,
 and the notifier when a webhook is configured), each in its own thread so a long job never delays
-receiving, sending or alerting; and the dashboard's web server when `[web]` is configured. At
+receiving, sending or alerting; worker processes instead of the worker thread when `[workers]`
+asks for more than one (worker_pool.py); and the dashboard's web server when `[web]` is configured. At
 start, associations left open and jobs left running by a crash are reset: the journal then
 resumes exactly where the node stopped."""
 from __future__ import annotations
@@ -15,14 +16,15 @@ from deploy.node.config import NodeConfig
 from deploy.node.dispatcher import Dispatcher, DispatchError, echo
 from deploy.node.journal import Journal
 from deploy.node.listener import Listener
+from deploy.node.loops import run_loop
 from deploy.node.metrics import NodeMetrics
 from deploy.node.notify import Notifier
 from deploy.node.routing import RulesFile
 from deploy.node.spool import Spool
 from deploy.node.worker import Worker
+from deploy.node.worker_pool import WorkerPool, worker_devices, worker_name
 
 log = logging.getLogger("renalnode.node")
-IDLE_SECONDS = 0.5
 
 
 class Node:
@@ -33,7 +35,13 @@ class Node:
         self.journal = Journal(config.journal_url, notify=config.notifications is not None)
         self.metrics = NodeMetrics(self.journal, self.spool.root)
         self.listener = Listener(config.listener, self.spool, self.journal, self.metrics)
-        self.worker = Worker(config, self.journal, self.spool, self.metrics)
+        devices = worker_devices(config.worker_count)
+        self.worker: Worker | None = None
+        self.pool: WorkerPool | None = None
+        if len(devices) == 1:
+            self.worker = Worker(config, self.journal, self.spool, self.metrics, worker_name(0), devices[0])
+        else:
+            self.pool = WorkerPool(config, self.journal, devices)
         self.dispatcher = Dispatcher(config, self.journal, self.metrics)
         self.notifier = None
         if config.notifications:
@@ -42,16 +50,6 @@ class Node:
         self.stopping = threading.Event()
         self._health: dict[str, str] = {}
         self._health_checked = 0.0
-
-    def _loop(self, name: str, step) -> None:
-        while not self.stopping.is_set():
-            try:
-                busy = step()
-            except Exception:  # a loop must survive anything one step throws; the journal keeps the state
-                log.exception("%s step failed", name)
-                busy = False
-            if not busy:
-                self.stopping.wait(IDLE_SECONDS)
 
     def _complete_and_route(self) -> bool:
         done = complete_quiet_series(self.journal, self.config.quiet_seconds, self.config.max_wait_seconds)
@@ -116,20 +114,27 @@ class Node:
         if reclaimed:
             log.warning("%d job(s) left running by an earlier stop queued again", reclaimed)
         self.listener.start()
-        steps = [("completion", self._complete_and_route), ("worker", self.worker.run_one),
-                 ("dispatcher", self.dispatcher.dispatch_due)]
+        steps = [("completion", self._complete_and_route), ("dispatcher", self.dispatcher.dispatch_due)]
+        if self.worker:
+            self.worker.register()
+            steps.append(("worker", self.worker.run_one))
+        if self.pool:
+            self.pool.start()
         if self.notifier:
             steps.append(("notifier", self.notifier.step))
         if self.config.web:
             steps.append(("health", self._check_health))
-        threads = [threading.Thread(target=self._loop, args=step, name=step[0], daemon=True) for step in steps]
+        threads = [threading.Thread(target=run_loop, args=(*step, self.stopping), name=step[0], daemon=True)
+                   for step in steps]
         for thread in threads:
             thread.start()
         web = self._start_web()
         try:
-            while not self.stopping.is_set():
-                time.sleep(IDLE_SECONDS)
+            # The worker processes are supervised from this thread: each dies with the thread that started it.
+            run_loop("workers", self.pool.step if self.pool else lambda: False, self.stopping)
         finally:
+            if self.pool:
+                self.pool.stop()
             if web:
                 self.web_server.should_exit = True
                 web.join(timeout=10)

@@ -6,7 +6,9 @@ times, then the job has failed (and its series is quarantined for an operator's 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import subprocess
 import time
 import traceback
@@ -22,11 +24,17 @@ from renalnode.run_record import COMPLETED, RunRecord
 
 log = logging.getLogger("renalnode.node")
 MAP_SERIES_RULES = "/etc/renalnode/series_rules.yaml"
+SEEN_EVERY_SECONDS = 5.0   # an idle worker's heartbeat in its journal row
 
 
 class Worker:
-    def __init__(self, config: NodeConfig, journal: Journal, spool: Spool, metrics: NodeMetrics):
+    def __init__(self, config: NodeConfig, journal: Journal, spool: Spool, metrics: NodeMetrics, name: str = "",
+                 device: str = "cpu"):
+        """`name` (host/slot) is what the journal records for the jobs it holds and its own row;
+        `device` is shown there (the process's CUDA devices were chosen before it started)."""
         self.config, self.journal, self.spool, self.metrics = config, journal, spool, metrics
+        self.name, self.device = name, device
+        self._last_seen = 0.0
         self.settings = AppSettings(series_rules=config.series_rules, tile_step_size=config.tile_step_size,
                                     use_mirroring=config.mirroring)
         if config.runner == "map" and shutil.which("docker") is None:
@@ -58,11 +66,18 @@ class Worker:
             raise RuntimeError(f"the MAP exited {result.returncode}: {result.stderr.strip()[-500:]}")
         return RunRecord.read(output_folder)
 
+    def register(self) -> None:
+        self.journal.worker_started(self.name, socket.gethostname(), self.device, os.getpid())
+
     def run_one(self) -> bool:
         """Run the next queued job; False when there was none."""
-        job = self.journal.claim()
+        job = self.journal.claim(self.name)
         if job is None:
+            if time.monotonic() - self._last_seen > SEEN_EVERY_SECONDS:  # idle, and alive
+                self.journal.worker_seen(self.name, None)
+                self._last_seen = time.monotonic()
             return False
+        self.journal.worker_seen(self.name, job.id)
         series = self.journal.series_row(job.series_uid)
         assert series is not None and job.started is not None  # a claimed job has both
         output = self.config.results / str(job.id)
@@ -98,6 +113,8 @@ class Worker:
 
     def _finish(self, job_id: int, state: JobState, reason: str = "", output: str = "") -> None:
         self.metrics.jobs_finished.labels(self.journal.finish(job_id, state, reason, output)).inc()
+        self.journal.worker_seen(self.name, None, done=True)
+        self._last_seen = time.monotonic()
 
     def _observe(self, stage: str, seconds: float) -> None:
         self.metrics.stage_seconds.labels(stage).observe(seconds)

@@ -13,6 +13,8 @@ Outbox (dispatch_outbox.py): one row per (job, destination): pending -> sent, wi
 Audit (audit_trail.py): every association, stored instance count, job state change, dispatch and
          operator action, written in the same transaction as the change it records; UIDs, never
          patient data.
+Workers (worker_registry.py): one row per worker (host, device, current job, jobs done, last seen);
+         a job records the worker that holds it, so a dead worker's job is queued again.
 Notifications (notification_queue.py): webhook messages (quarantined series, failed job, failing
          destination) waiting to be delivered, made in the transaction of their event so that none
          is lost (deploy/node/notify.py).
@@ -26,10 +28,11 @@ from deploy.node.journal.dispatch_outbox import DispatchOutbox
 from deploy.node.journal.job_queue import JobQueue
 from deploy.node.journal.receiving import Receiving
 from deploy.node.journal.states import DispatchState, JobState, NotificationState, SeriesState
+from deploy.node.journal.worker_registry import WorkerRegistry
 
 # What callers import from here; the rows' classes are in deploy.node.journal.rows.
 __all__ = ["Journal", "retry_delay", "SeriesState", "JobState", "DispatchState", "NotificationState"]
 
 
-class Journal(Receiving, JobQueue, DispatchOutbox):
+class Journal(Receiving, JobQueue, DispatchOutbox, WorkerRegistry):
     """Series, jobs, outbox, audit log and notifications over one database (see the module's docstring)."""

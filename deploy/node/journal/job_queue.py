@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, true, update
 
 from deploy.node.journal.audit_trail import AuditTrail
 from deploy.node.journal.rows import JobRow, QuarantinedSeries
@@ -42,19 +42,22 @@ class JobQueue(AuditTrail):
             self._audit(db, f"job.{state}", series_uid, job_id, detail=reason)
             return job_id
 
-    def claim(self) -> JobRow | None:
-        """The oldest queued job, now running (one transaction, so two workers never share one)."""
+    def claim(self, worker: str = "") -> JobRow | None:
+        """The oldest queued job, now running and held by `worker` (one transaction, so two workers
+        never share one)."""
         with self.engine.begin() as db:
             row = db.execute(select(jobs).where(jobs.c.state == JobState.QUEUED).order_by(jobs.c.id).limit(1)).first()
             if row is None:
                 return None
             started = time.time()
             claimed = db.execute(update(jobs).where(jobs.c.id == row.id, jobs.c.state == JobState.QUEUED).values(
-                state=JobState.RUNNING, started=started, attempts=jobs.c.attempts + 1)).rowcount
+                state=JobState.RUNNING, started=started, attempts=jobs.c.attempts + 1, worker=worker)).rowcount
             if not claimed:
                 return None
-            self._audit(db, f"job.{JobState.RUNNING}", row.series_uid, row.id, detail=f"attempt {row.attempts + 1}")
-            return replace(JobRow.from_db(row), state=JobState.RUNNING, started=started, attempts=row.attempts + 1)
+            self._audit(db, f"job.{JobState.RUNNING}", row.series_uid, row.id,
+                        detail=f"attempt {row.attempts + 1}" + (f" on {worker}" if worker else ""))
+            return replace(JobRow.from_db(row), state=JobState.RUNNING, started=started, attempts=row.attempts + 1,
+                           worker=worker)
 
     def finish(self, job_id: int, state: JobState, reason: str = "", output: str = "") -> JobState:
         """A job's result: results ready (outbox rows made), or failed, quarantined, or queued again;
@@ -85,18 +88,20 @@ class JobQueue(AuditTrail):
                            .values(state=SeriesState.QUARANTINED, reason=reason))
         return state
 
-    def reclaim_running(self, max_attempts: int) -> int:
-        """At start: jobs left running by a crash are queued again (their attempt counted), unless
-        they used up their attempts: a study that kills the process must not stop the node for good."""
-        reason = f"the node stopped during each of {max_attempts} attempt(s) at this job"
-        running = jobs.c.state == JobState.RUNNING
+    def reclaim_running(self, max_attempts: int, worker: str | None = None) -> int:
+        """Jobs left running by a crash, of the node at its start or of one worker process (`worker`)
+        that died, are queued again (their attempt counted), unless they used up their attempts: a
+        study that kills the process must not stop the node for good."""
+        who = "the node" if worker is None else f"worker {worker}"
+        reason = f"{who} stopped during each of {max_attempts} attempt(s) at this job"
+        running = (jobs.c.state == JobState.RUNNING) & (true() if worker is None else jobs.c.worker == worker)
         with self.engine.begin() as db:
             spent = [r.id for r in db.execute(select(jobs.c.id).where(running, jobs.c.attempts >= max_attempts))]
             again = db.execute(select(jobs.c.id, jobs.c.series_uid).where(running,
                                                                            jobs.c.attempts < max_attempts)).all()
             for row in again:
                 self._audit(db, f"job.{JobState.QUEUED}", row.series_uid, row.id,
-                            detail="the node stopped during this attempt")
+                            detail=f"{who} stopped during this attempt")
             db.execute(update(jobs).where(jobs.c.id.in_([row.id for row in again])).values(state=JobState.QUEUED))
         for job_id in spent:
             self.finish(job_id, JobState.FAILED, reason)

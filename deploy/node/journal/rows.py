@@ -44,6 +44,7 @@ class JobRow:
     started: float | None
     finished: float | None
     output: str
+    worker: str          # the worker that holds it (running) or ran it last
 
     @classmethod
     def from_db(cls, row: Row) -> Self:
@@ -110,6 +111,18 @@ class QuarantinedSeries:
     calling_aet: str
     instances: int
     reason: str
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    name: str            # host/slot
+    host: str
+    device: str          # cpu, cuda:0, ...
+    pid: int
+    job_id: int | None   # the job it runs now
+    jobs_done: int
+    started: float       # when this process started
+    last_seen: float
 
 
 @dataclass(frozen=True)

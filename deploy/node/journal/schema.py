@@ -40,6 +40,7 @@ jobs = Table(
     Column("started", Float),
     Column("finished", Float),
     Column("output", Text, nullable=False, default=""),  # folder of the result objects
+    Column("worker", String(128), nullable=False, default="", server_default=""),  # who holds or held it
 )
 outbox = Table(
     "outbox", metadata,
@@ -75,6 +76,17 @@ notifications = Table(
     Column("next_attempt", Float, nullable=False),
     Column("last_error", Text, nullable=False, default=""),
     Column("created", Float, nullable=False),
+)
+workers = Table(
+    "workers", metadata,
+    Column("name", String(128), primary_key=True),   # host/slot: a restarted worker keeps its row
+    Column("host", String(128), nullable=False),
+    Column("device", String(32), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("job_id", Integer),                        # the job it runs now, if any
+    Column("jobs_done", Integer, nullable=False, default=0),
+    Column("started", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
 )
 heartbeat = Table(
     "heartbeat", metadata,

@@ -30,7 +30,7 @@ class JournalSchemaError(ValueError):
     """The database's schema is not the one this renalnode writes."""
 
 
-def _config(connection: Connection) -> Config:
+def alembic_config(connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -47,7 +47,7 @@ def _current(connection: Connection) -> str | None:
     """The database's revision; the baseline for a journal made before migrations; None when empty."""
     revision = MigrationContext.configure(connection).get_current_revision()
     if revision is None and inspect(connection).has_table("series"):
-        command.stamp(_config(connection), BASELINE)
+        command.stamp(alembic_config(connection), BASELINE)
         return BASELINE
     return revision
 
@@ -66,7 +66,7 @@ def open_schema(engine: Engine) -> None:
         _lock(connection)
         current = _current(connection)
         if current is None:
-            command.upgrade(_config(connection), "head")
+            command.upgrade(alembic_config(connection), "head")
         elif current != head():
             known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
             if current in known:
@@ -81,5 +81,5 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     with _in_process, engine.begin() as connection:
         _lock(connection)
         before = _current(connection)
-        command.upgrade(_config(connection), "head")
+        command.upgrade(alembic_config(connection), "head")
     return before, head()

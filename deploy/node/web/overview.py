@@ -1,4 +1,5 @@
-"""/: counts, the queue, the recent jobs with their stages and timings, and the routing rules in force."""
+"""/: counts, the workers, the queue, the recent jobs with their stages and timings, and the routing
+rules in force."""
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +17,8 @@ async def overview(request: Request) -> Response:
 
     def gather() -> dict:
         recent = journal.recent_jobs(50)
-        return {"counts": journal.counts(), "queue": journal.jobs_in((JobState.QUEUED, JobState.RUNNING)),
+        return {"counts": journal.counts(), "workers": journal.workers(),
+                "queue": journal.jobs_in((JobState.QUEUED, JobState.RUNNING)),
                 "jobs": [(job, run_record(node.config, job.id), journal.series_row(job.series_uid))
                          for job in recent],
                 "routing": node.rules.current(), "series_rules": node.rules.series_rules,
