@@ -248,22 +248,21 @@ class LocalPostgres:
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run_as(self) -> list[str]:
-        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
     def start(self) -> LocalPostgres:
+        # The server is the process started here (no wrapper), so that stop() signals PostgreSQL itself.
+        as_user: dict[str, Any] = {}
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
             os.chown(self.folder, account.pw_uid, account.pw_gid)
+            as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         data = self.folder / "data"
         if not (data / "PG_VERSION").exists():
-            subprocess.run([*self._run_as(), str(self.bin / "initdb"), "-D", str(data), "-U", "postgres",
-                            "--auth=trust", "--no-sync"], check=True, capture_output=True, timeout=120)
+            subprocess.run([str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"],
+                           check=True, capture_output=True, timeout=120, cwd=self.folder, **as_user)
         self.process = start_logged(
-            [*self._run_as(), str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.folder}",
-             "-c", "fsync=off", "-c", "max_connections=200"],
-            self.folder / "postgres.log", self._accepting, "PostgreSQL to start", 60)
+            [str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
+             "-c", f"unix_socket_directories={self.folder}", "-c", "fsync=off", "-c", "max_connections=200"],
+            self.folder / "postgres.log", self._accepting, "PostgreSQL to start", 60, cwd=self.folder, **as_user)
         return self
 
     def _accepting(self) -> bool:

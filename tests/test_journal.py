@@ -200,3 +200,16 @@ def test_states_are_stored_as_the_strings_of_their_enums(journal):
 def test_retry_delay_doubles_up_to_its_maximum():
     assert [retry_delay(n, 5, 600) for n in range(1, 10)] == [5, 10, 20, 40, 80, 160, 320, 600, 600]
     assert retry_delay(10 ** 6, 5, 600) == 600
+
+
+def test_what_was_new_is_told_on_every_database(journal_url):
+    """The first instance of a series, a resent instance, and one notification per failing period:
+    answers that rest on whether an insert-or-ignore inserted (PostgreSQL's driver has no row count)."""
+    journal = Journal(journal_url(), notify=True)
+    first, second, resent = (journal.record_instance(sop, "1.5", "1.2.3", f"/spool/{sop}.dcm", "CT1", FACTS)
+                             for sop in ("1.5.1", "1.5.2", "1.5.1"))
+    assert (first, second, resent) == (True, False, False)
+    assert journal.series_row("1.5").instances == 2
+    assert journal.notify_destination_failing("pacs", 100.0, "refused") is True
+    assert journal.notify_destination_failing("pacs", 100.0, "refused") is False
+    assert len(journal.notification_rows()) == 1

@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import Table, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from deploy.node.journal.schema import heartbeat, jobs, outbox, series
 from deploy.node.journal.schema_version import open_schema
@@ -31,12 +31,16 @@ class JournalDatabase:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         open_schema(self.engine)
 
-    def _insert_ignore(self, table: Table):
+    def _insert_if_new(self, db: Connection, table: Table, **values) -> bool:
+        """Insert the row unless its key exists (concurrent writers may race to insert it); whether
+        it was inserted, told by RETURNING (PostgreSQL's drivers give no row count for it)."""
         dialect = self.engine.dialect.name
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"journal database {dialect} is not supported (SQLite or PostgreSQL)")
         module = sqlite if dialect == "sqlite" else postgresql
-        return module.insert(table).on_conflict_do_nothing()
+        key = next(iter(table.primary_key.columns))
+        return db.execute(module.insert(table).values(**values).on_conflict_do_nothing().returning(key)).first() \
+            is not None
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows by state of the series, jobs and outbox tables (the overview and the metrics)."""
@@ -49,5 +53,5 @@ class JournalDatabase:
         """A committed write: raises when the journal cannot be written (disk full, read-only, locked)."""
         now = time.time()
         with self.engine.begin() as db:
-            db.execute(self._insert_ignore(heartbeat).values(name="node", time=now))
+            self._insert_if_new(db, heartbeat, name="node", time=now)
             db.execute(update(heartbeat).where(heartbeat.c.name == "node").values(time=now))

@@ -19,9 +19,9 @@ DESTINATION_FAILING = "destination.failing"
 class NotificationQueue(JournalDatabase):
     def _add_notification(self, db, key: str, event_name: str, payload: dict, now: float) -> bool:
         body = json.dumps({"event": event_name, "time": now, **payload})
-        return db.execute(self._insert_ignore(notifications).values(
-            key=key, event=event_name, payload=body, state=NotificationState.PENDING, attempts=0, next_attempt=now,
-            last_error="", created=now)).rowcount == 1
+        return self._insert_if_new(db, notifications, key=key, event=event_name, payload=body,
+                                   state=NotificationState.PENDING, attempts=0, next_attempt=now, last_error="",
+                                   created=now)
 
     def notify_destination_failing(self, name: str, failing_since: float, error: str) -> bool:
         """One notification per failing period of a destination (keyed by when it began)."""

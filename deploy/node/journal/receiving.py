@@ -34,12 +34,12 @@ class Receiving(AuditTrail):
             if in_study is not None and in_study != study_uid:
                 raise IdentifierConflict(f"series {series_uid} was already received in study {in_study}")
             # Two associations may bring the first instances of one series at once: insert-or-ignore.
-            new_series = db.execute(self._insert_ignore(series).values(
-                series_uid=series_uid, study_uid=study_uid, calling_aet=calling_aet, state=SeriesState.RECEIVING,
-                first_received=now, last_received=now, instances=0, open_associations=0, reason="", **facts)
-            ).rowcount == 1
-            added = db.execute(self._insert_ignore(instances).values(sop_uid=sop_uid, series_uid=series_uid,
-                                                                      path=path, received=now)).rowcount
+            new_series = self._insert_if_new(
+                db, series, series_uid=series_uid, study_uid=study_uid, calling_aet=calling_aet,
+                state=SeriesState.RECEIVING, first_received=now, last_received=now, instances=0, open_associations=0,
+                reason="", **facts)
+            added = int(self._insert_if_new(db, instances, sop_uid=sop_uid, series_uid=series_uid, path=path,
+                                            received=now))
             # A series reopened by a late instance starts a new receiving period (and maximum wait).
             db.execute(update(series).where(series.c.series_uid == series_uid,
                                             series.c.state != SeriesState.RECEIVING)

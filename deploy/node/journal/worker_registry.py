@@ -18,8 +18,8 @@ class WorkerRegistry(AuditTrail):
         and its count of jobs done."""
         now = time.time()
         with self.engine.begin() as db:
-            db.execute(self._insert_ignore(workers).values(name=name, host=host, device=device, pid=pid, job_id=None,
-                                                           jobs_done=0, started=now, last_seen=now))
+            self._insert_if_new(db, workers, name=name, host=host, device=device, pid=pid, job_id=None, jobs_done=0,
+                                started=now, last_seen=now)
             db.execute(update(workers).where(workers.c.name == name).values(
                 host=host, device=device, pid=pid, job_id=None, started=now, last_seen=now))
             self._audit(db, "worker.started", detail=f"{name} on {device}, pid {pid}")
