@@ -213,3 +213,31 @@ def test_what_was_new_is_told_on_every_database(journal_url):
     assert journal.notify_destination_failing("pacs", 100.0, "refused") is True
     assert journal.notify_destination_failing("pacs", 100.0, "refused") is False
     assert len(journal.notification_rows()) == 1
+
+
+def test_nodes_sharing_a_journal_claim_sends_and_reclaim_only_their_own_jobs(journal_url):
+    """Two nodes on one journal: one outbox row and one notification are sent by one node only; a
+    restarted node makes its own claims due at once and requeues only its own workers' jobs."""
+    journal = Journal(journal_url(), notify=True)
+    for uid in ("1.14", "1.15", "1.16"):
+        receive(journal, uid, f"{uid}.1")
+        complete_and_enqueue(journal, uid)
+    a_job, b_job = journal.claim("node-a/0"), journal.claim("node-b/0")
+    journal.finish(a_job.id, JobState.RESULTS_READY, output="/results/a")
+    (row,) = journal.due_dispatches()
+    assert journal.claim_dispatch(row.id, "node-a") and not journal.claim_dispatch(row.id, "node-b")
+    assert journal.due_dispatches() == []                                  # claimed: due for nobody
+    journal.notify_destination_failing("pacs", 100.0, "refused")
+    (note,) = journal.due_notifications()
+    assert journal.claim_notification(note.id, "node-b") and not journal.claim_notification(note.id, "node-a")
+
+    journal.release_claims("node-b")                                        # node-b restarts
+    assert journal.due_dispatches() == [] and [n.id for n in journal.due_notifications()] == [note.id]
+    assert journal.reclaim_running(max_attempts=3, node="node-b") == 1
+    assert journal.job_row(b_job.id).state == JobState.QUEUED and journal.job_row(a_job.id).state \
+        == JobState.RESULTS_READY
+    journal.release_claims("node-a")
+    (again,) = journal.due_dispatches()
+    assert again.id == row.id and again.claimed_by == ""
+    journal.dispatched(row.id, "3 object(s)")
+    assert [r.state for r in journal.outbox_for(a_job.id)] == [DispatchState.SENT]

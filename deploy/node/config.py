@@ -14,6 +14,7 @@ or "dicomweb"), [dispatch], [web] (the dashboard, /metrics and /healthz; none wi
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -143,6 +144,8 @@ class NotificationConfig(Section):
 
 
 class NodeSection(Section):
+    name: str = Field("", description="this node in the journal (its workers are NAME/SLOT); nodes sharing one "
+                                      "journal need different names; none: the host name")
     spool: FilePath = Field(Path("spool"), description="received instances, results and the journal")
     journal: str = Field("", description="SQLAlchemy URL of the journal; default sqlite:///SPOOL/journal.sqlite")
     model: FilePath = Field(ROOT / "models" / "renalnode-demo", description="the model package")
@@ -219,6 +222,7 @@ class NodeConfig:
     map_timeout_seconds: float
     web: WebConfig | None
     notifications: NotificationConfig | None
+    node_name: str
     worker_count: int | Literal["auto"]
     source: Path                      # the file, which worker processes read too
 
@@ -265,7 +269,8 @@ def load_config(path: Path) -> NodeConfig:
         max_attempts=node.max_attempts, mirroring=node.mirroring, tile_step_size=node.tile_step_size,
         retry_base_seconds=file.dispatch.retry_base_seconds, retry_max_seconds=file.dispatch.retry_max_seconds,
         runner=node.runner, map_image=node.map_image, map_timeout_seconds=node.map_timeout_seconds,
-        web=file.web, notifications=file.notifications, worker_count=file.workers.count, source=path)
+        web=file.web, notifications=file.notifications,
+        node_name=node.name or socket.gethostname(), worker_count=file.workers.count, source=path)
 
 
 def _shown(value: Any) -> str:
@@ -287,7 +292,7 @@ def reference() -> str:
     lines = ["| section | key | default | meaning |", "| --- | --- | --- | --- |"]
     for section, model in sections:
         for key, field in model.model_fields.items():
-            if field.exclude or key == "name":
+            if field.exclude or (key == "name" and section.startswith("destinations")):  # the table's key
                 continue
             default = "required" if field.is_required() else _shown(field.default)
             lines.append(f"| `[{section}]` | `{key}` | {default} | {field.description} |")

@@ -3,7 +3,8 @@ by C-STORE (pynetdicom, optionally over DICOM TLS) or STOW-RS (dicomweb-client).
 another: a failed row is retried later with exponential back-off and the rows after it are still
 tried, but a destination slow to answer holds up the others for as long as its attempt takes. A
 resend after a crash is harmless because the objects' UIDs are deterministic (the receiver
-replaces, not duplicates)."""
+replaces, not duplicates). Nodes that share a journal claim each row before sending it, so only
+one sends it."""
 from __future__ import annotations
 
 import logging
@@ -121,6 +122,8 @@ class Dispatcher:
     def dispatch_due(self, now: float | None = None) -> int:
         sent = 0
         for row in self.journal.due_dispatches(now):
+            if not self.journal.claim_dispatch(row.id, self.config.node_name, now):
+                continue  # another node on the same journal is sending it
             destination = self.config.destinations.get(row.destination)
             files = sorted(Path(row.output).glob("*.dcm"))
             try:

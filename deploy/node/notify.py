@@ -32,9 +32,12 @@ def _error_text(exc: requests.RequestException) -> str:
 
 class Notifier:
     def __init__(self, config: NotificationConfig, journal: Journal, metrics: NodeMetrics, destinations: list[str],
-                 node_name: str, dashboard_url: str = ""):
+                 node_name: str, dashboard_url: str = "", claim_as: str = ""):
+        """`node_name` names the node in the messages; `claim_as` is the node's name in the journal,
+        under which it claims each notification so that no other node delivers it too."""
         self.config, self.journal, self.metrics = config, journal, metrics
         self.destinations, self.node_name, self.dashboard_url = destinations, node_name, dashboard_url.rstrip("/")
+        self.claim_as = claim_as or node_name
 
     def step(self, now: float | None = None) -> bool:
         """Notice failing destinations, deliver what is due; True when something was delivered."""
@@ -44,7 +47,8 @@ class Notifier:
             if since is not None and now - since >= self.config.destination_failing_seconds and \
                     self.journal.notify_destination_failing(name, since, status.last_error):
                 log.warning("destination %s failing for %.0f s: notification queued", name, now - since)
-        return sum(self._deliver(row, now) for row in self.journal.due_notifications(now)) > 0
+        return sum(self._deliver(row, now) for row in self.journal.due_notifications(now)
+                   if self.journal.claim_notification(row.id, self.claim_as, now)) > 0
 
     def _body(self, row: NotificationRow) -> dict:
         body = {**json.loads(row.payload), "node": self.node_name}

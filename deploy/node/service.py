@@ -39,14 +39,15 @@ class Node:
         self.worker: Worker | None = None
         self.pool: WorkerPool | None = None
         if len(devices) == 1:
-            self.worker = Worker(config, self.journal, self.spool, self.metrics, worker_name(0), devices[0])
+            self.worker = Worker(config, self.journal, self.spool, self.metrics, worker_name(config, 0), devices[0])
         else:
             self.pool = WorkerPool(config, self.journal, devices)
         self.dispatcher = Dispatcher(config, self.journal, self.metrics)
         self.notifier = None
         if config.notifications:
             self.notifier = Notifier(config.notifications, self.journal, self.metrics, sorted(config.destinations),
-                                     config.listener.ae_title, config.web.url if config.web else "")
+                                     config.listener.ae_title, config.web.url if config.web else "",
+                                     claim_as=config.node_name)
         self.stopping = threading.Event()
         self._health: dict[str, str] = {}
         self._health_checked = 0.0
@@ -110,9 +111,11 @@ class Node:
 
     def run(self) -> None:
         self.journal.reset_open_associations()
-        reclaimed = self.journal.reclaim_running(self.config.max_attempts)
+        # Only this node's own work: other nodes on the same journal are running theirs.
+        reclaimed = self.journal.reclaim_running(self.config.max_attempts, node=self.config.node_name)
         if reclaimed:
             log.warning("%d job(s) left running by an earlier stop queued again", reclaimed)
+        self.journal.release_claims(self.config.node_name)
         self.listener.start()
         steps = [("completion", self._complete_and_route), ("dispatcher", self.dispatcher.dispatch_due)]
         if self.worker:

@@ -12,7 +12,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,8 +32,8 @@ SUPERVISOR_ENV = "RENALNODE_SUPERVISOR_PID"
 PR_SET_PDEATHSIG = 1
 
 
-def worker_name(slot: int) -> str:
-    return f"{socket.gethostname()}/{slot}"
+def worker_name(config: NodeConfig, slot: int) -> str:
+    return f"{config.node_name}/{slot}"
 
 
 def worker_devices(count: int | Literal["auto"]) -> list[str]:
@@ -61,7 +60,7 @@ class WorkerPool:
             [sys.executable, "-m", "renalnode", "worker", "--config", str(self.config.source), "--slot", str(slot),
              "--device", device], env=env)
         self.started[slot] = time.monotonic()
-        log.info("worker %s started on %s (pid %d)", worker_name(slot), device, self.processes[slot].pid)
+        log.info("worker %s started on %s (pid %d)", worker_name(self.config, slot), device, self.processes[slot].pid)
 
     def start(self) -> None:
         for slot in range(len(self.devices)):
@@ -73,7 +72,7 @@ class WorkerPool:
             code = process.poll()
             if code is None or time.monotonic() - self.started[slot] < RESTART_DELAY_SECONDS:
                 continue
-            name = worker_name(slot)
+            name = worker_name(self.config, slot)
             requeued = self.journal.reclaim_running(self.config.max_attempts, worker=name)
             log.warning("worker %s exited with status %d; %d job(s) queued again; restarting it", name, code, requeued)
             self.journal.audit("worker.exited", detail=f"{name}: exit status {code}, {requeued} job(s) queued again")
@@ -108,7 +107,7 @@ def run_worker(config: NodeConfig, slot: int, device: str) -> int:
     _die_with_supervisor()
     journal = Journal(config.journal_url)
     spool = Spool(config.spool)
-    worker = Worker(config, journal, spool, NodeMetrics(journal, spool.root), worker_name(slot), device)
+    worker = Worker(config, journal, spool, NodeMetrics(journal, spool.root), worker_name(config, slot), device)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

@@ -12,6 +12,11 @@ from sqlalchemy.engine import Connection, Engine
 from deploy.node.journal.schema import heartbeat, jobs, outbox, series
 from deploy.node.journal.schema_version import open_schema
 
+# How long a node's claim on an outbox row or a notification keeps the other nodes on the same
+# journal from it: longer than any send takes, since a node that died sending is presumed gone
+# after it (a restarted node releases its own claims at once).
+CLAIM_SECONDS = 600.0
+
 
 def _sqlite_pragmas(connection, _record):
     cursor = connection.cursor()

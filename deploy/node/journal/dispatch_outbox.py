@@ -8,9 +8,10 @@ import time
 from sqlalchemy import func, select, update
 
 from deploy.node.journal.audit_trail import AuditTrail
+from deploy.node.journal.database import CLAIM_SECONDS
 from deploy.node.journal.rows import DestinationStatus, DueDispatch, OutboxRow
-from deploy.node.journal.schema import audit, jobs, outbox
-from deploy.node.journal.states import DispatchState, JobState
+from deploy.node.journal.schema import audit, jobs, notifications, outbox
+from deploy.node.journal.states import DispatchState, JobState, NotificationState
 
 
 class DispatchOutbox(AuditTrail):
@@ -21,6 +22,23 @@ class DispatchOutbox(AuditTrail):
                               .where(outbox.c.state == DispatchState.PENDING, outbox.c.next_attempt <= now)
                               .order_by(outbox.c.id))
             return [DueDispatch.from_db(r) for r in rows]
+
+    def claim_dispatch(self, outbox_id: int, node: str, now: float | None = None) -> bool:
+        """`node` sends this due row: no other node takes it for CLAIM_SECONDS. False when another
+        node was first."""
+        now = now or time.time()
+        with self.engine.begin() as db:
+            return db.execute(update(outbox).where(
+                outbox.c.id == outbox_id, outbox.c.state == DispatchState.PENDING, outbox.c.next_attempt <= now)
+                .values(next_attempt=now + CLAIM_SECONDS, claimed_by=node)).rowcount == 1
+
+    def release_claims(self, node: str) -> None:
+        """At start: what this node was sending or delivering when it stopped is due again at once."""
+        now = time.time()
+        with self.engine.begin() as db:
+            for table, pending in ((outbox, DispatchState.PENDING), (notifications, NotificationState.PENDING)):
+                db.execute(update(table).where(table.c.claimed_by == node, table.c.state == pending)
+                           .values(next_attempt=now, claimed_by=""))
 
     def outbox_for(self, job_id: int) -> list[OutboxRow]:
         with self.engine.connect() as db:
@@ -33,7 +51,8 @@ class DispatchOutbox(AuditTrail):
     def dispatched(self, outbox_id: int, detail: str = "") -> None:
         with self.engine.begin() as db:
             db.execute(update(outbox).where(outbox.c.id == outbox_id).values(state=DispatchState.SENT,
-                                                                           sent=time.time(), last_error=""))
+                                                                           sent=time.time(), last_error="",
+                                                                           claimed_by=""))
             row = self._outbox_row(db, outbox_id)
             self._audit(db, "dispatch.sent", row.series_uid, row.job_id, row.destination, detail)
             left = db.execute(select(func.count()).select_from(outbox)
@@ -45,7 +64,7 @@ class DispatchOutbox(AuditTrail):
     def dispatch_failed(self, outbox_id: int, error: str, next_attempt: float) -> None:
         with self.engine.begin() as db:
             db.execute(update(outbox).where(outbox.c.id == outbox_id).values(
-                attempts=outbox.c.attempts + 1, last_error=error, next_attempt=next_attempt))
+                attempts=outbox.c.attempts + 1, last_error=error, next_attempt=next_attempt, claimed_by=""))
             row = self._outbox_row(db, outbox_id)
             self._audit(db, "dispatch.failed", row.series_uid, row.job_id, row.destination, error)
 

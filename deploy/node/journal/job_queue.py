@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from sqlalchemy import insert, select, true, update
+from sqlalchemy import insert, or_, select, update
 
 from deploy.node.journal.audit_trail import AuditTrail
 from deploy.node.journal.rows import JobRow, QuarantinedSeries
@@ -88,13 +88,18 @@ class JobQueue(AuditTrail):
                            .values(state=SeriesState.QUARANTINED, reason=reason))
         return state
 
-    def reclaim_running(self, max_attempts: int, worker: str | None = None) -> int:
-        """Jobs left running by a crash, of the node at its start or of one worker process (`worker`)
-        that died, are queued again (their attempt counted), unless they used up their attempts: a
-        study that kills the process must not stop the node for good."""
-        who = "the node" if worker is None else f"worker {worker}"
+    def reclaim_running(self, max_attempts: int, worker: str | None = None, node: str | None = None) -> int:
+        """Jobs left running by a crash are queued again (their attempt counted), unless they used up
+        their attempts: a study that kills the process must not stop the node for good. Those of one
+        worker process that died (`worker`), or at a node's start those of its own workers (`node`:
+        workers NODE/SLOT, and jobs claimed before workers had names); other nodes' jobs run on."""
+        who = f"worker {worker}" if worker is not None else "the node"
         reason = f"{who} stopped during each of {max_attempts} attempt(s) at this job"
-        running = (jobs.c.state == JobState.RUNNING) & (true() if worker is None else jobs.c.worker == worker)
+        running = jobs.c.state == JobState.RUNNING
+        if worker is not None:
+            running &= jobs.c.worker == worker
+        elif node is not None:
+            running &= or_(jobs.c.worker.startswith(f"{node}/", autoescape=True), jobs.c.worker == "")
         with self.engine.begin() as db:
             spent = [r.id for r in db.execute(select(jobs.c.id).where(running, jobs.c.attempts >= max_attempts))]
             again = db.execute(select(jobs.c.id, jobs.c.series_uid).where(running,

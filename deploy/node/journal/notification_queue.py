@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import select, update
 
-from deploy.node.journal.database import JournalDatabase
+from deploy.node.journal.database import CLAIM_SECONDS, JournalDatabase
 from deploy.node.journal.rows import NotificationRow
 from deploy.node.journal.schema import notifications
 from deploy.node.journal.states import NotificationState
@@ -37,12 +37,21 @@ class NotificationQueue(JournalDatabase):
                 notifications.c.state == NotificationState.PENDING, notifications.c.next_attempt <= now)
                 .order_by(notifications.c.id))]
 
+    def claim_notification(self, notification_id: int, node: str, now: float | None = None) -> bool:
+        """`node` delivers this due notification; no other node takes it for CLAIM_SECONDS."""
+        now = now or time.time()
+        with self.engine.begin() as db:
+            return db.execute(update(notifications).where(
+                notifications.c.id == notification_id, notifications.c.state == NotificationState.PENDING,
+                notifications.c.next_attempt <= now).values(next_attempt=now + CLAIM_SECONDS, claimed_by=node)
+            ).rowcount == 1
+
     def notification_done(self, notification_id: int, state: NotificationState, error: str = "",
                           next_attempt: float | None = None) -> None:
         """Delivered (sent), given up (failed), or left pending until `next_attempt`."""
         with self.engine.begin() as db:
             db.execute(update(notifications).where(notifications.c.id == notification_id).values(
-                state=state, attempts=notifications.c.attempts + 1, last_error=error,
+                state=state, attempts=notifications.c.attempts + 1, last_error=error, claimed_by="",
                 **({"next_attempt": next_attempt} if next_attempt is not None else {})))
 
     def notification_rows(self, limit: int = 1000) -> list[NotificationRow]:

@@ -63,6 +63,7 @@ class OutboxRow:
     next_attempt: float
     last_error: str
     sent: float | None
+    claimed_by: str      # the node sending it now (its claim lasts until next_attempt)
 
     @classmethod
     def from_db(cls, row: Row) -> Self:
@@ -97,6 +98,7 @@ class NotificationRow:
     next_attempt: float
     last_error: str
     created: float
+    claimed_by: str      # the node delivering it now (its claim lasts until next_attempt)
 
     @classmethod
     def from_db(cls, row: Row) -> Self:

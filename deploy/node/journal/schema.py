@@ -52,6 +52,7 @@ outbox = Table(
     Column("next_attempt", Float, nullable=False),
     Column("last_error", Text, nullable=False, default=""),
     Column("sent", Float),
+    Column("claimed_by", String(128), nullable=False, default="", server_default=""),  # the node sending it
     UniqueConstraint("job_id", "destination"),
 )
 audit = Table(
@@ -76,6 +77,7 @@ notifications = Table(
     Column("next_attempt", Float, nullable=False),
     Column("last_error", Text, nullable=False, default=""),
     Column("created", Float, nullable=False),
+    Column("claimed_by", String(128), nullable=False, default="", server_default=""),  # the node delivering it
 )
 workers = Table(
     "workers", metadata,
