@@ -1,0 +1,81 @@
+"""Two nodes, one service: two `renalnode serve` processes under one AE title on one PostgreSQL
+journal and one spool, as behind a hospital's load balancer. Studies arrive at either node, one
+series split across both; one node is killed with SIGKILL mid-job and restarted. Every study's
+results reach the PACS exactly once and no job runs to completion twice."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections import Counter
+
+import pydicom
+
+from deploy.local_services import NODE_AET, LocalNode, free_port, wait_until
+from deploy.node.journal import JobState, Journal
+
+SENDER = "MODALITY"
+
+
+def send(port: int, files: list) -> int:
+    return subprocess.run(["/usr/bin/storescu", "-aet", SENDER, "-aec", NODE_AET, "127.0.0.1", str(port),
+                           *map(str, files)], capture_output=True, timeout=300).returncode
+
+
+def test_two_nodes_on_one_journal_deliver_each_study_once(tmp_path, local_orthanc, postgres, phantom_set):
+    pacs = local_orthanc()
+    url = postgres.create_database("two_nodes")
+    spool = tmp_path / "spool"
+
+    def node(name: str) -> LocalNode:
+        return LocalNode(tmp_path / name, pacs.dicom_port, free_port(), (SENDER,), sections={"node": {
+            "name": name, "spool": str(spool), "journal": url, "quiet_seconds": 3.0, "max_wait_seconds": 300,
+            "max_attempts": 3, "mirroring": False}})
+
+    a, b = node("node-a").start(), node("node-b").start()
+    try:
+        studies = [sorted((p / "dicom").glob("*.dcm")) for p in sorted(phantom_set.iterdir())
+                   if (p / "dicom").is_dir()][:4]
+        # Two studies to node-a, one to node-b, and one series split between them, all at once.
+        batches = [(a.port, studies[0]), (a.port, studies[1]), (b.port, studies[2]),
+                   (a.port, studies[3][0::2]), (b.port, studies[3][1::2])]
+        codes: list[int] = []
+        senders = [threading.Thread(target=lambda p=port, f=files: codes.append(send(p, f)))
+                   for port, files in batches]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        assert codes == [0] * 5
+
+        journal = Journal(url)
+        running_on_a = wait_until(lambda: [j for j in journal.jobs_in((JobState.RUNNING,))
+                                           if j.worker.startswith("node-a/")], 600, 0.2, what="a job on node-a")
+        a.stop(signal.SIGKILL)
+        a.start()
+
+        def final_jobs():
+            latest = {}
+            for job in sorted(journal.recent_jobs(100), key=lambda j: j.id):
+                latest[job.series_uid] = job
+            return latest if len(latest) == 4 and all(j.state == JobState.DISPATCHED for j in latest.values()) \
+                else None
+        latest = wait_until(final_jobs, 900, 2, what="the newest job of each of the 4 series dispatched")
+
+        found = pacs.series_by_modality()
+        assert {m: len(found.get(m, [])) for m in ("SEG", "SR", "DOC")} == {"SEG": 4, "SR": 4, "DOC": 4}
+        assert all(len(series["Instances"]) == 1 for m in ("SEG", "SR", "DOC") for series in found[m])
+        split = pydicom.dcmread(studies[3][0], stop_before_pixels=True).SeriesInstanceUID
+        assert journal.series_row(split).instances == len(studies[3])      # one series, from both nodes
+        others = [j for j in journal.recent_jobs(100) if j.id not in {job.id for job in latest.values()}]
+        assert all(j.state == JobState.SUPERSEDED for j in others)
+        ready = Counter(e.job_id for e in journal.audit_events(1000, event_prefix=f"job.{JobState.RESULTS_READY}"))
+        assert max(ready.values()) == 1                                     # no job ran to completion twice
+        sent = Counter(e.job_id for e in journal.audit_events(1000, event_prefix="dispatch.sent"))
+        assert sent == Counter({job.id: 1 for job in latest.values()})      # each result set sent once
+        killed = journal.job_row(running_on_a[0].id)
+        assert killed.attempts >= 2 or killed.state == JobState.SUPERSEDED
+        assert {job.worker.split("/")[0] for job in journal.recent_jobs(100)} == {"node-a", "node-b"}
+    finally:
+        a.stop(signal.SIGKILL)
+        b.stop(signal.SIGKILL)
