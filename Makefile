@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools chromium chromium-driver postgresql
+DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools chromium chromium-driver postgresql rabbitmq-server
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

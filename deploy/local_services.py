@@ -1,7 +1,7 @@
-"""A local Orthanc, a local node and a local PostgreSQL, on loopback ports, started and stopped by
-`make demo`, the benchmarks and the tests: Orthanc from the Debian package with renalnode's
-auto-routing script, the node as its own `renalnode serve` process, PostgreSQL from the Debian
-package for the journal. Each keeps its files and log in one folder."""
+"""A local Orthanc, a local node, a local PostgreSQL and a local RabbitMQ, on loopback ports, started
+and stopped by `make demo`, the benchmarks and the tests: Orthanc from the Debian package with
+renalnode's auto-routing script, the node as its own `renalnode serve` process, PostgreSQL and
+RabbitMQ from the Debian packages for the scaled-out node. Each keeps its files and log in one folder."""
 from __future__ import annotations
 
 import glob
@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,28 @@ class LocalOrthanc:
         return found
 
 
+def listening(port: int) -> bool:
+    """A loopback port accepts connections (whether this caller would be let in is the server's business)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def store_files(port: int, called_aet: str, files: list[Path], calling_aet: str) -> subprocess.CompletedProcess:
+    """dcmtk's storescu with these files on one association."""
+    return subprocess.run(["/usr/bin/storescu", "-aet", calling_aet, "-aec", called_aet, "127.0.0.1", str(port),
+                           *map(str, files)], capture_output=True, text=True, timeout=600)
+
+
+def store_at_once(batches: list[tuple[int, list[Path]]], called_aet: str, calling_aet: str) -> list[int]:
+    """storescu's exit status for each (port, files), every batch on its own association at once."""
+    with ThreadPoolExecutor(len(batches)) as pool:
+        return list(pool.map(lambda batch: store_files(batch[0], called_aet, batch[1], calling_aet).returncode,
+                             batches))
+
+
 def store_folder(port: int, called_aet: str, folder: Path, calling_aet: str) -> subprocess.CompletedProcess:
     return subprocess.run(["/usr/bin/storescu", "-aet", calling_aet, "-aec", called_aet, "+sd", "+r", "127.0.0.1",
                            str(port), str(folder)], capture_output=True, text=True, timeout=600)
@@ -180,12 +203,7 @@ class LocalNode:
         self.process: subprocess.Popen | None = None
 
     def _listening(self) -> bool:
-        """The port accepts connections (whether this caller would be let in is the listener's business)."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        return listening(self.port)
 
     @property
     def journal_url(self) -> str:
@@ -279,6 +297,50 @@ class LocalPostgres:
         # SIGINT: PostgreSQL's fast shutdown (SIGTERM waits for every client to leave).
         stop_process(self.process, signal.SIGINT)
         self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class LocalRabbitMQ:
+    """A RabbitMQ broker of its own (Debian's rabbitmq-server), in a new temporary folder, listening
+    on a loopback port, with its Erlang distribution and port mapper on ports of their own so that it
+    never meets another broker on the machine. Its consumer timeout is raised above any job, as the
+    distributed node needs (README)."""
+
+    def __init__(self):
+        self.folder, self.port = Path(tempfile.mkdtemp(prefix="renalnode-rabbitmq-")), free_port()
+        self.dist_port, self.epmd_port = free_port(), free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ, HOME=str(self.folder), RABBITMQ_NODENAME=f"renalnode{self.port}@localhost",
+                    RABBITMQ_DIST_PORT=str(self.dist_port), ERL_EPMD_PORT=str(self.epmd_port),
+                    RABBITMQ_MNESIA_BASE=str(self.folder / "mnesia"), RABBITMQ_LOG_BASE=str(self.folder / "log"),
+                    RABBITMQ_CONFIG_FILE=str(self.folder / "rabbitmq.conf"),
+                    RABBITMQ_ENABLED_PLUGINS_FILE=str(self.folder / "enabled_plugins"),
+                    RABBITMQ_PID_FILE=str(self.folder / "rabbitmq.pid"))
+
+    def start(self) -> LocalRabbitMQ:
+        (self.folder / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            "consumer_timeout = 86400000\n")   # 24 h in ms: far above the longest job
+        (self.folder / "enabled_plugins").write_text("[].\n")
+        self.process = start_logged(["/usr/lib/rabbitmq/bin/rabbitmq-server"], self.folder / "rabbitmq.log",
+                                    lambda: listening(self.port), "RabbitMQ to start", 120, env=self._env())
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+        # Erlang's port mapper outlives the broker it started.
+        for epmd in glob.glob("/usr/lib/erlang/erts-*/bin/epmd"):
+            subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=30)
 
     def remove(self) -> None:
         self.stop()

@@ -205,3 +205,15 @@ class WebhookReceiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def newest_jobs_if_dispatched(journal, series_count: int) -> dict | None:
+    """The newest job of each series when there are `series_count` series and each newest job is
+    dispatched (older ones were superseded by resent or late instances); otherwise None."""
+    from deploy.node.journal import JobState
+
+    newest = {}
+    for job in sorted(journal.recent_jobs(10000), key=lambda j: j.id):
+        newest[job.series_uid] = job
+    done = len(newest) == series_count and all(j.state == JobState.DISPATCHED for j in newest.values())
+    return newest if done else None

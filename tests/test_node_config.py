@@ -185,3 +185,12 @@ def test_readme_documents_every_key_of_the_schema():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [row for row in reference().splitlines()[2:] if row not in readme]
     assert not missing, f"README's configuration reference lacks (python -m deploy.node.config): {missing}"
+
+
+def test_the_distributed_example_configuration_loads(monkeypatch):
+    """deploy/distributed/node.toml, as README's distributed deployment gives it to IT."""
+    monkeypatch.setenv("RENALNODE_BROKER_PASSWORD", "s3cret/:@")
+    config = load_config(Path(__file__).resolve().parents[1] / "deploy" / "distributed" / "node.toml")
+    assert config.queue.broker_url == "amqp://renalnode:s3cret%2F%3A%40@mq.hospital.example:5672//"
+    assert config.journal_url.startswith("postgresql+psycopg://") and config.node_name == "node1"
+    assert "s3cret" not in repr(config.queue)

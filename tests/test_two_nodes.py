@@ -5,21 +5,15 @@ results reach the PACS exactly once and no job runs to completion twice."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import threading
 from collections import Counter
 
 import pydicom
+from conftest import newest_jobs_if_dispatched
 
-from deploy.local_services import NODE_AET, LocalNode, free_port, wait_until
+from deploy.local_services import NODE_AET, LocalNode, free_port, store_at_once, wait_until
 from deploy.node.journal import JobState, Journal
 
 SENDER = "MODALITY"
-
-
-def send(port: int, files: list) -> int:
-    return subprocess.run(["/usr/bin/storescu", "-aet", SENDER, "-aec", NODE_AET, "127.0.0.1", str(port),
-                           *map(str, files)], capture_output=True, timeout=300).returncode
 
 
 def test_two_nodes_on_one_journal_deliver_each_study_once(tmp_path, local_orthanc, postgres, phantom_set):
@@ -39,14 +33,7 @@ def test_two_nodes_on_one_journal_deliver_each_study_once(tmp_path, local_orthan
         # Two studies to node-a, one to node-b, and one series split between them, all at once.
         batches = [(a.port, studies[0]), (a.port, studies[1]), (b.port, studies[2]),
                    (a.port, studies[3][0::2]), (b.port, studies[3][1::2])]
-        codes: list[int] = []
-        senders = [threading.Thread(target=lambda p=port, f=files: codes.append(send(p, f)))
-                   for port, files in batches]
-        for sender in senders:
-            sender.start()
-        for sender in senders:
-            sender.join()
-        assert codes == [0] * 5
+        assert store_at_once(batches, NODE_AET, SENDER) == [0] * len(batches)
 
         journal = Journal(url)
         running_on_a = wait_until(lambda: [j for j in journal.jobs_in((JobState.RUNNING,))
@@ -54,13 +41,8 @@ def test_two_nodes_on_one_journal_deliver_each_study_once(tmp_path, local_orthan
         a.stop(signal.SIGKILL)
         a.start()
 
-        def final_jobs():
-            latest = {}
-            for job in sorted(journal.recent_jobs(100), key=lambda j: j.id):
-                latest[job.series_uid] = job
-            return latest if len(latest) == 4 and all(j.state == JobState.DISPATCHED for j in latest.values()) \
-                else None
-        latest = wait_until(final_jobs, 900, 2, what="the newest job of each of the 4 series dispatched")
+        latest = wait_until(lambda: newest_jobs_if_dispatched(journal, 4), 900, 2,
+                            what="the newest job of each of the 4 series dispatched")
 
         found = pacs.series_by_modality()
         assert {m: len(found.get(m, [])) for m in ("SEG", "SR", "DOC")} == {"SEG": 4, "SR": 4, "DOC": 4}

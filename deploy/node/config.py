@@ -7,9 +7,9 @@ names, never from the file itself. Relative paths are relative to the file's fol
 Every key with its type, default and meaning: `python -m deploy.node.config` prints the table
 README's configuration reference holds.
 
-Sections: [listener], [node], [workers], [routing], [destinations.NAME] (kind "dicom", "dicom-tls"
-or "dicomweb"), [dispatch], [web] (the dashboard, /metrics and /healthz; none without it) and
-[notifications] (webhook; none without it).
+Sections: [listener], [node], [workers], [queue] (RabbitMQ, for the distributed mode), [routing],
+[destinations.NAME] (kind "dicom", "dicom-tls" or "dicomweb"), [dispatch], [web] (the dashboard,
+/metrics and /healthz; none without it) and [notifications] (webhook; none without it).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
@@ -171,6 +172,21 @@ class WorkersSection(Section):
                        'one run in worker processes, each pinned to a device in turn; one runs in the node\'s process')
 
 
+class QueueSection(PasswordFromEnvironment):
+    broker: str = Field("", description='distributed mode: the AMQP URL of RabbitMQ, e.g. "amqp://renalnode@mq:5672//" '
+                                        "(its password from password_env); none: the node runs its own jobs")
+    name: str = Field("renalnode", description="the durable quorum queue of the jobs")
+
+    @property
+    def broker_url(self) -> str:
+        """The broker's URL with the password from the environment."""
+        if not self.password:
+            return self.broker
+        scheme, rest = self.broker.split("://", 1)
+        user, host = rest.split("@", 1) if "@" in rest else ("guest", rest)
+        return f"{scheme}://{user.split(':')[0]}:{quote(self.password, safe='')}@{host}"
+
+
 class RoutingSection(Section):
     rules: FilePath = Field(ROOT / "deploy" / "node" / "routing.yaml", description="where results go (routing.py)")
     series_rules: FilePath = Field(DEFAULT_SERIES_RULES, description="which series are abdominal CTs (routing, app)")
@@ -185,6 +201,7 @@ class ConfigFile(Section):
     listener: ListenerConfig
     node: NodeSection = NodeSection()
     workers: WorkersSection = WorkersSection()
+    queue: QueueSection = QueueSection()
     routing: RoutingSection = RoutingSection()
     destinations: dict[str, Annotated[Destination, Field(discriminator="kind")]] = {}
     dispatch: DispatchSection = DispatchSection()
@@ -224,6 +241,7 @@ class NodeConfig:
     notifications: NotificationConfig | None
     node_name: str
     worker_count: int | Literal["auto"]
+    queue: QueueSection
     source: Path                      # the file, which worker processes read too
 
     @property
@@ -270,7 +288,8 @@ def load_config(path: Path) -> NodeConfig:
         retry_base_seconds=file.dispatch.retry_base_seconds, retry_max_seconds=file.dispatch.retry_max_seconds,
         runner=node.runner, map_image=node.map_image, map_timeout_seconds=node.map_timeout_seconds,
         web=file.web, notifications=file.notifications,
-        node_name=node.name or socket.gethostname(), worker_count=file.workers.count, source=path)
+        node_name=node.name or socket.gethostname(), worker_count=file.workers.count, queue=file.queue,
+        source=path)
 
 
 def _shown(value: Any) -> str:
@@ -284,7 +303,8 @@ def _shown(value: Any) -> str:
 def reference() -> str:
     """Every key of the file as a Markdown table (README's configuration reference)."""
     sections: list[tuple[str, type[Section]]] = [
-                ("listener", ListenerConfig), ("listener.tls", TLS), ("node", NodeSection), ("workers", WorkersSection),
+                ("listener", ListenerConfig), ("listener.tls", TLS), ("node", NodeSection),
+                ("workers", WorkersSection), ("queue", QueueSection),
                 ("routing", RoutingSection),
                 ("destinations.NAME (dicom)", DicomDestination), ("destinations.NAME (dicom-tls)", DicomTlsDestination),
                 ("destinations.NAME (dicomweb)", DicomwebDestination), ("dispatch", DispatchSection),

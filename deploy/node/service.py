@@ -21,6 +21,7 @@ from deploy.node.metrics import NodeMetrics
 from deploy.node.notify import Notifier
 from deploy.node.routing import RulesFile
 from deploy.node.spool import Spool
+from deploy.node.task_queue import Publisher
 from deploy.node.worker import Worker
 from deploy.node.worker_pool import WorkerPool, worker_devices, worker_name
 
@@ -35,10 +36,13 @@ class Node:
         self.journal = Journal(config.journal_url, notify=config.notifications is not None)
         self.metrics = NodeMetrics(self.journal, self.spool.root)
         self.listener = Listener(config.listener, self.spool, self.journal, self.metrics)
-        devices = worker_devices(config.worker_count)
         self.worker: Worker | None = None
         self.pool: WorkerPool | None = None
-        if len(devices) == 1:
+        self.publisher: Publisher | None = None
+        devices = [] if config.queue.broker else worker_devices(config.worker_count)
+        if config.queue.broker:  # jobs go to Celery workers, on this machine or others
+            self.publisher = Publisher(config, self.journal)
+        elif len(devices) == 1:
             self.worker = Worker(config, self.journal, self.spool, self.metrics, worker_name(config, 0), devices[0])
         else:
             self.pool = WorkerPool(config, self.journal, devices)
@@ -111,10 +115,12 @@ class Node:
 
     def run(self) -> None:
         self.journal.reset_open_associations()
-        # Only this node's own work: other nodes on the same journal are running theirs.
-        reclaimed = self.journal.reclaim_running(self.config.max_attempts, node=self.config.node_name)
-        if reclaimed:
-            log.warning("%d job(s) left running by an earlier stop queued again", reclaimed)
+        # Only this node's own work: other nodes on the same journal are running theirs (and in
+        # distributed mode the broker delivers a lost worker's task again).
+        if not self.publisher:
+            reclaimed = self.journal.reclaim_running(self.config.max_attempts, node=self.config.node_name)
+            if reclaimed:
+                log.warning("%d job(s) left running by an earlier stop queued again", reclaimed)
         self.journal.release_claims(self.config.node_name)
         self.listener.start()
         steps = [("completion", self._complete_and_route), ("dispatcher", self.dispatcher.dispatch_due)]
@@ -123,6 +129,8 @@ class Node:
             steps.append(("worker", self.worker.run_one))
         if self.pool:
             self.pool.start()
+        if self.publisher:
+            steps.append(("publisher", self.publisher.publish_queued))
         if self.notifier:
             steps.append(("notifier", self.notifier.step))
         if self.config.web:

@@ -17,6 +17,7 @@ from pathlib import Path
 from app.app import AppSettings, run_study
 from deploy.node.config import NodeConfig
 from deploy.node.journal import JobState, Journal
+from deploy.node.journal.rows import JobRow
 from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
 from renalnode.privacy import identifiers_in, redact
@@ -77,6 +78,11 @@ class Worker:
                 self.journal.worker_seen(self.name, None)
                 self._last_seen = time.monotonic()
             return False
+        self.run(job)
+        return True
+
+    def run(self, job: JobRow) -> None:
+        """Run a job this worker has claimed, and record how it ended."""
         self.journal.worker_seen(self.name, job.id)
         series = self.journal.series_row(job.series_uid)
         assert series is not None and job.started is not None  # a claimed job has both
@@ -96,7 +102,7 @@ class Worker:
             final = job.attempts >= self.config.max_attempts
             self._finish(job.id, JobState.FAILED if final else JobState.QUEUED,
                          f"{reason} (attempt {job.attempts} of {self.config.max_attempts})")
-            return True
+            return
         self._observe("app", time.perf_counter() - start)
         if record.model.get("loaded_now"):
             self.metrics.model_loads.inc()
@@ -109,7 +115,6 @@ class Worker:
             reason = redact(record.reason, identifiers_in(folder))
             self._finish(job.id, JobState.QUARANTINED, reason)
             log.warning("job %d quarantined: %s", job.id, reason)
-        return True
 
     def _finish(self, job_id: int, state: JobState, reason: str = "", output: str = "") -> None:
         self.metrics.jobs_finished.labels(self.journal.finish(job_id, state, reason, output)).inc()

@@ -103,11 +103,16 @@ def _die_with_supervisor() -> None:
 
 
 def run_worker(config: NodeConfig, slot: int, device: str) -> int:
-    """`renalnode worker`: one worker process, until SIGTERM or SIGINT (after the job it runs)."""
+    """`renalnode worker`: one worker process, until SIGTERM or SIGINT (after the job it runs): on
+    the journal's queue, or a Celery worker in distributed mode (`[queue] broker`)."""
     _die_with_supervisor()
     journal = Journal(config.journal_url)
     spool = Spool(config.spool)
     worker = Worker(config, journal, spool, NodeMetrics(journal, spool.root), worker_name(config, slot), device)
+    if config.queue.broker:
+        from deploy.node.task_queue import run_celery_worker
+
+        return run_celery_worker(config, worker)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

@@ -59,6 +59,35 @@ class JobQueue(AuditTrail):
             return replace(JobRow.from_db(row), state=JobState.RUNNING, started=started, attempts=row.attempts + 1,
                            worker=worker)
 
+    def claim_job(self, job_id: int, worker: str, take_over: bool = False) -> JobRow | None:
+        """Distributed mode: the job a task names, now running and held by `worker`; with `take_over`
+        (the broker delivered the task again because its worker was lost) also when it is still
+        marked running. None when it is no longer to run (done, superseded, or running elsewhere)."""
+        claimable = [JobState.QUEUED, JobState.RUNNING] if take_over else [JobState.QUEUED]
+        with self.engine.begin() as db:
+            row = db.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(claimable))).first()
+            if row is None:
+                return None
+            started = time.time()
+            if not db.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == row.state).values(
+                    state=JobState.RUNNING, started=started, attempts=jobs.c.attempts + 1, worker=worker)).rowcount:
+                return None
+            self._audit(db, f"job.{JobState.RUNNING}", row.series_uid, row.id,
+                        detail=f"attempt {row.attempts + 1} on {worker}" + (" (taken over)" if row.state ==
+                                                                               JobState.RUNNING else ""))
+            return replace(JobRow.from_db(row), state=JobState.RUNNING, started=started, attempts=row.attempts + 1,
+                           worker=worker)
+
+    def unpublished_jobs(self) -> list[JobRow]:
+        """Distributed mode: queued jobs not handed to the broker yet (or again)."""
+        with self.engine.connect() as db:
+            return [JobRow.from_db(r) for r in db.execute(select(jobs).where(
+                jobs.c.state == JobState.QUEUED, jobs.c.published.is_(None)).order_by(jobs.c.id))]
+
+    def published(self, job_id: int) -> None:
+        with self.engine.begin() as db:
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(published=time.time()))
+
     def finish(self, job_id: int, state: JobState, reason: str = "", output: str = "") -> JobState:
         """A job's result: results ready (outbox rows made), or failed, quarantined, or queued again;
         returns the state recorded. A job overtaken by a newer one of its series (late instances)
@@ -72,7 +101,7 @@ class JobQueue(AuditTrail):
             if newer is not None:
                 state, reason = JobState.SUPERSEDED, f"job {newer.id} took over (more instances arrived)"
             db.execute(update(jobs).where(jobs.c.id == job_id).values(state=state, reason=reason, finished=now,
-                                                                      output=output or job.output))
+                                                                      output=output or job.output, published=None))
             self._audit(db, f"job.{state}", job.series_uid, job_id, detail=reason)
             if state == JobState.RESULTS_READY:
                 for destination in job.destinations:
@@ -107,7 +136,8 @@ class JobQueue(AuditTrail):
             for row in again:
                 self._audit(db, f"job.{JobState.QUEUED}", row.series_uid, row.id,
                             detail=f"{who} stopped during this attempt")
-            db.execute(update(jobs).where(jobs.c.id.in_([row.id for row in again])).values(state=JobState.QUEUED))
+            db.execute(update(jobs).where(jobs.c.id.in_([row.id for row in again])).values(state=JobState.QUEUED,
+                                                                                           published=None))
         for job_id in spent:
             self.finish(job_id, JobState.FAILED, reason)
         return len(again)

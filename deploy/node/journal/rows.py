@@ -45,6 +45,7 @@ class JobRow:
     finished: float | None
     output: str
     worker: str          # the worker that holds it (running) or ran it last
+    published: float | None  # handed to the broker (distributed mode)
 
     @classmethod
     def from_db(cls, row: Row) -> Self:

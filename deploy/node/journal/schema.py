@@ -41,6 +41,7 @@ jobs = Table(
     Column("finished", Float),
     Column("output", Text, nullable=False, default=""),  # folder of the result objects
     Column("worker", String(128), nullable=False, default="", server_default=""),  # who holds or held it
+    Column("published", Float),   # handed to the broker (distributed mode); none: not yet, or again
 )
 outbox = Table(
     "outbox", metadata,
