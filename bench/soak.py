@@ -122,16 +122,6 @@ class Outages(threading.Thread):
             self.up.set()
 
 
-def results_at_destination(pacs: LocalOrthanc) -> dict[str, Counter]:
-    """Result objects per study in the PACS, by modality."""
-    client = Orthanc(pacs.url)
-    found: dict[str, Counter] = {}
-    for series in client.get_series(params={"expand": True}):
-        study_uid = client.get_studies_id(series["ParentStudy"])["MainDicomTags"]["StudyInstanceUID"]
-        found.setdefault(study_uid, Counter())[series["MainDicomTags"].get("Modality", "")] += len(series["Instances"])
-    return found
-
-
 def seg_references(pacs: LocalOrthanc, study_uid: str) -> int:
     """CT instances the study's SEG references (0 when it has none)."""
     client = Orthanc(pacs.url)
@@ -204,7 +194,7 @@ def soak(args: argparse.Namespace, work: Path) -> int:
             if outages.up.is_set() and elapsed - last_poll >= 5:
                 last_poll = elapsed
                 try:
-                    found = results_at_destination(pacs)
+                    found = pacs.instances_by_study()
                 except (httpx.HTTPError, OSError):
                     pass  # stopped between the check and the query
             done = delivered(studies, found)
@@ -221,7 +211,7 @@ def soak(args: argparse.Namespace, work: Path) -> int:
         outages.join()
         for thread in threads:
             thread.join(timeout=1)
-        found = results_at_destination(pacs)
+        found = pacs.instances_by_study()
         complete = {s.study_uid: seg_references(pacs, s.study_uid) == s.instances for s in delivered(studies, found)}
     finally:
         outages.finish.set()

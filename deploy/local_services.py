@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,18 @@ class LocalOrthanc:
     def store(self, folder: Path, calling_aet: str) -> subprocess.CompletedProcess:
         """dcmtk's storescu, as a modality sends a study to the PACS."""
         return store_folder(self.dicom_port, self.aet, folder, calling_aet)
+
+    def instances_by_study(self) -> dict[str, Counter]:
+        """Instances stored per study (StudyInstanceUID), by modality."""
+        from pyorthanc import Orthanc
+
+        client = Orthanc(self.url)
+        found: dict[str, Counter] = {}
+        for series in client.get_series(params={"expand": True}):
+            study_uid = client.get_studies_id(series["ParentStudy"])["MainDicomTags"]["StudyInstanceUID"]
+            found.setdefault(study_uid, Counter())[series["MainDicomTags"].get("Modality", "")] += \
+                len(series["Instances"])
+        return found
 
     def series_by_modality(self) -> dict[str, list[dict]]:
         from pyorthanc import Orthanc
