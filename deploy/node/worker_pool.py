@@ -3,7 +3,7 @@ processes (`renalnode worker`) that run them when there is more than one, and th
 
 Each worker process is pinned to its device (CUDA_VISIBLE_DEVICES), keeps its model loaded between
 jobs and claims jobs from the journal, which already hands each job to exactly one claimant. The
-supervisor, a loop of `renalnode serve`, restarts a worker process that exited and first queues
+supervisor, in the main thread of `renalnode serve`, restarts a worker process that exited and first queues
 its job again (the attempt counted, as after a crash of the whole node).
 """
 from __future__ import annotations

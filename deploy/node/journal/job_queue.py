@@ -47,17 +47,7 @@ class JobQueue(AuditTrail):
         never share one)."""
         with self.engine.begin() as db:
             row = db.execute(select(jobs).where(jobs.c.state == JobState.QUEUED).order_by(jobs.c.id).limit(1)).first()
-            if row is None:
-                return None
-            started = time.time()
-            claimed = db.execute(update(jobs).where(jobs.c.id == row.id, jobs.c.state == JobState.QUEUED).values(
-                state=JobState.RUNNING, started=started, attempts=jobs.c.attempts + 1, worker=worker)).rowcount
-            if not claimed:
-                return None
-            self._audit(db, f"job.{JobState.RUNNING}", row.series_uid, row.id,
-                        detail=f"attempt {row.attempts + 1}" + (f" on {worker}" if worker else ""))
-            return replace(JobRow.from_db(row), state=JobState.RUNNING, started=started, attempts=row.attempts + 1,
-                           worker=worker)
+            return self._start(db, row, worker)
 
     def claim_job(self, job_id: int, worker: str, take_over: bool = False) -> JobRow | None:
         """Distributed mode: the job a task names, now running and held by `worker`; with `take_over`
@@ -66,17 +56,21 @@ class JobQueue(AuditTrail):
         claimable = [JobState.QUEUED, JobState.RUNNING] if take_over else [JobState.QUEUED]
         with self.engine.begin() as db:
             row = db.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(claimable))).first()
-            if row is None:
-                return None
-            started = time.time()
-            if not db.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == row.state).values(
-                    state=JobState.RUNNING, started=started, attempts=jobs.c.attempts + 1, worker=worker)).rowcount:
-                return None
-            self._audit(db, f"job.{JobState.RUNNING}", row.series_uid, row.id,
-                        detail=f"attempt {row.attempts + 1} on {worker}" + (" (taken over)" if row.state ==
-                                                                               JobState.RUNNING else ""))
-            return replace(JobRow.from_db(row), state=JobState.RUNNING, started=started, attempts=row.attempts + 1,
-                           worker=worker)
+            return self._start(db, row, worker)
+
+    def _start(self, db, row, worker: str) -> JobRow | None:
+        """`row` running, held by `worker`, unless another claimant changed its state first."""
+        if row is None:
+            return None
+        started = time.time()
+        if not db.execute(update(jobs).where(jobs.c.id == row.id, jobs.c.state == row.state).values(
+                state=JobState.RUNNING, started=started, attempts=jobs.c.attempts + 1, worker=worker)).rowcount:
+            return None
+        self._audit(db, f"job.{JobState.RUNNING}", row.series_uid, row.id,
+                    detail=f"attempt {row.attempts + 1}" + (f" on {worker}" if worker else "")
+                    + (" (taken over)" if row.state == JobState.RUNNING else ""))
+        return replace(JobRow.from_db(row), state=JobState.RUNNING, started=started, attempts=row.attempts + 1,
+                       worker=worker)
 
     def unpublished_jobs(self) -> list[JobRow]:
         """Distributed mode: queued jobs not handed to the broker yet (or again)."""
