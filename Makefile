@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools chromium chromium-driver postgresql rabbitmq-server
+DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools chromium chromium-driver postgresql rabbitmq-server \
+  podman runc podman-docker debootstrap
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -24,6 +25,10 @@ system-packages:
 	  $(SUDO) apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
 	else echo "Debian packages present: $(DEBIAN_PACKAGES)"; fi
+	@# Podman's settings for machines like this project's (see deploy/container/containers.conf).
+	@cmp -s deploy/container/containers.conf /etc/containers/containers.conf.d/50-renalnode.conf || \
+	  { $(SUDO) mkdir -p /etc/containers/containers.conf.d && \
+	    $(SUDO) cp deploy/container/containers.conf /etc/containers/containers.conf.d/50-renalnode.conf; }
 
 # The stamp holds a hash of the pins, so editing requirements.txt or pyproject.toml rebuilds .venv.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -72,7 +77,7 @@ demo-model: setup
 	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.3.0 \
 	  --description "Demo model trained on 72 domain-randomised synthetic phantoms (renalnode phantom --small --position mixed, seeds 2026 and 2027) with the tiny profile, fold 0 (480 epochs). Not trained on patient data; not for clinical use."
 
-# The MONAI Application Package: build context and manifests always, the image where Docker runs.
+# The MONAI Application Package: build context and manifests always, the image where Docker or Podman runs.
 map: setup
 	$(PY) -m deploy.map --model $(or $(MODEL),models/renalnode-demo) --out build/map
 

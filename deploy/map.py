@@ -1,6 +1,6 @@
 """`make map`: the MONAI Application Package (MAP) of the app and a model package, with holoscan-cli.
 
-    python -m deploy.map [--model models/renalnode-demo] [--out build/map] [--tag renalnode:0.1.0]
+    python -m deploy.map [--model models/renalnode-demo] [--out build/map] [--tag renalnode:0.1.0] [--no-image]
 
 1. Stages the application source (`app`, `operators`, `renalnode` and a `__main__.py`)
    and its runtime requirements (requirements.txt without test, packaging and SDK pins; holoscan-cli's
@@ -9,8 +9,10 @@
    map/pkg.json, app/, models/, pip/) with holoscan-cli's own packager code, and checks it: the
    manifests name the MAP's input, output and model folders and the resources of app.yaml, the staged
    app imports, and the copied model package loads.
-3. With Docker, runs `holoscan package` to build the image. Without Docker it says so and stops after
-   step 2 (exit 0): the context is what a machine with Docker builds.
+3. Where a container engine runs (Docker, or Podman as on this project's machines), builds the image
+   from that context on a Debian base made here (`deploy/container/`), cached layer by layer. Without
+   one it says so and stops after step 2 (exit 0): the context is what `holoscan package` builds on a
+   machine with Docker and NVIDIA's registry.
 
 holoscan-cli normally downloads its list of base images; `--source` points it at
 deploy/map_artifacts.json instead, so nothing is fetched while the context is written.
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from deploy.container.engine import find_engine
+from deploy.container.map_image import build_map_image
 from renalnode.model_package import find_model_package, load_model_package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,18 +135,13 @@ def check_context(context: Path, model: Path) -> list[str]:
     return problems
 
 
-def docker_available() -> bool:
-    if not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.map", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "renalnode-demo")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "map")
     version = yaml.safe_load((ROOT / "app.yaml").read_text())["application"]["version"]
     parser.add_argument("--tag", default=f"renalnode:{version}")
+    parser.add_argument("--no-image", action="store_true", help="write and check the build context only")
     args = parser.parse_args(argv)
     model = find_model_package(args.model)
     load_model_package(model)
@@ -156,13 +155,25 @@ def main(argv: list[str] | None = None) -> int:
         print("MAP build context is incomplete:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     print(f"MAP build context checked: {context} (Dockerfile, map/app.json, map/pkg.json, app/, models/{model.name})")
-    if not docker_available():
-        print("Docker is not available on this machine: the image was not built. On a machine with Docker run\n"
-              f"  holoscan package {' '.join(arguments)}")
+    if args.no_image:
         return 0
-    built = subprocess.run([shutil.which("holoscan") or "holoscan", "package", *arguments])
-    return built.returncode
-
+    engine = find_engine()
+    if engine is None:
+        print("No container engine (Docker or Podman) runs on this machine: the image was not built. On a machine "
+              f"with Docker and NVIDIA's registry run\n  holoscan package {' '.join(arguments)}")
+        return 0
+    try:
+        seconds = build_map_image(engine, context, args.tag)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"the MAP image was not built: {exc}", file=sys.stderr)
+        return 1
+    size = subprocess.run(engine.command("image", "inspect", "--format", "{{.Size}}", args.tag), capture_output=True,
+                          text=True).stdout.strip()
+    print(f"MAP image {args.tag} built with {engine.name} ({int(size) / 2**30:.1f} GiB); seconds per step: "
+          + ", ".join(f"{step} {value:.0f}" for step, value in seconds.items()))
+    print(f"run it: {engine.name} run --rm --network none --user $(id -u):$(id -g) "
+          f"-v STUDY:/var/holoscan/input:ro -v OUT:/var/holoscan/output {args.tag}")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,18 +1,19 @@
 """The node's configuration, routing rules and spool paths: mistakes stop the node with a message."""
 from __future__ import annotations
 
-import shutil
+import os
 from pathlib import Path
 
 import pytest
 from conftest import run_renalnode
 
+from deploy.container.engine import find_engine
 from deploy.node.config import load_config, reference
 from deploy.node.journal import Journal
 from deploy.node.metrics import NodeMetrics
 from deploy.node.routing import SeriesFacts, load_rules, route
 from deploy.node.spool import Spool
-from deploy.node.worker import Worker
+from deploy.node.worker import MAP_MODEL, Worker
 from operators.series_selection import SelectionRules
 from renalnode.series_eligibility import DEFAULT_SERIES_RULES
 
@@ -157,22 +158,28 @@ def test_spool_refuses_uids_that_are_not_uids(tmp_path, uid):
 
 
 def test_map_runner_settings(tmp_path):
-    """runner = "map" needs an image, and Docker on the machine; its command mounts the series read-only."""
+    """runner = "map" needs an image and a container engine; its command runs the MAP without network, as
+    the node's user, with the series read-only, and mounts the node's model only when map_model says so."""
     base = TOML.replace('password_env = "TEST_RENALNODE_PASSWORD"\n', "")
     (tmp_path / "node.toml").write_text(base.replace("quiet_seconds = 5", 'quiet_seconds = 5\nrunner = "map"'))
     with pytest.raises(ValueError, match="needs map_image"):
         load_config(tmp_path / "node.toml")
-    (tmp_path / "node.toml").write_text(base.replace(
-        "quiet_seconds = 5", 'quiet_seconds = 5\nrunner = "map"\nmap_image = "renalnode-map:0.1.0"'))
-    config = load_config(tmp_path / "node.toml")
-    journal, spool = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}"), Spool(config.spool)
-    metrics = NodeMetrics(journal, spool.root)
-    if shutil.which("docker") is None:
-        with pytest.raises(ValueError, match="docker is not installed"):
-            Worker(config, journal, spool, metrics)
-        return
-    command = Worker(config, journal, spool, metrics).map_command(tmp_path / "in", tmp_path / "out", "renalnode-job-1")
-    assert command[:3] == ["docker", "run", "--rm"] and f"{tmp_path / 'in'}:/var/holoscan/input:ro" in command
+    for map_model in ("image", "node"):
+        (tmp_path / "node.toml").write_text(base.replace("quiet_seconds = 5", 'quiet_seconds = 5\nrunner = "map"\n'
+                                                         f'map_image = "renalnode:0.1.0"\nmap_model = "{map_model}"'))
+        config = load_config(tmp_path / "node.toml")
+        journal, spool = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}"), Spool(config.spool)
+        metrics = NodeMetrics(journal, spool.root)
+        if find_engine() is None:
+            with pytest.raises(ValueError, match="no container engine"):
+                Worker(config, journal, spool, metrics)
+            return
+        command = Worker(config, journal, spool, metrics).map_command(tmp_path / "in", tmp_path / "out", "job-1")
+        assert command[1:3] == ["run", "--rm"] and command[-1] == "renalnode:0.1.0"
+        assert f"{tmp_path / 'in'}:/var/holoscan/input:ro" in command
+        assert " --network none " in f" {' '.join(command)} "
+        assert f" --user {os.getuid()}:{os.getgid()} " in f" {' '.join(command)} "
+        assert (f"{config.model}:{MAP_MODEL}:ro" in command) == (map_model == "node")
 
 
 def test_serve_stops_with_status_2_and_the_key_path(tmp_path):

@@ -155,8 +155,11 @@ class NodeSection(Section):
     max_attempts: int = Field(3, ge=1, description="runs of a job before it has failed")
     mirroring: bool = Field(True, description="test-time mirroring (8 passes per tile; slow on a CPU)")
     tile_step_size: float = Field(0.5, gt=0, le=1, description="sliding-window step as a fraction of the patch")
-    runner: Literal["in-process", "map"] = Field("in-process", description='"map": docker run of the MAP per job')
+    runner: Literal["in-process", "map"] = Field(
+        "in-process", description='"map": the MAP container per job (Docker, or Podman where no Docker daemon runs)')
     map_image: str = Field("", description="the MAP image (runner = \"map\")")
+    map_model: Literal["image", "node"] = Field("image", description='the model the MAP runs: the one built into it, '
+                                                                    'or "node": `model` above, mounted read-only')
     map_timeout_seconds: Positive = Field(3600.0, description="a MAP run longer than this fails")
 
     @model_validator(mode="after")
@@ -236,6 +239,7 @@ class NodeConfig:
     retry_max_seconds: float
     runner: str
     map_image: str
+    map_model: str
     map_timeout_seconds: float
     web: WebConfig | None
     notifications: NotificationConfig | None
@@ -286,7 +290,8 @@ def load_config(path: Path) -> NodeConfig:
         destinations=file.destinations, quiet_seconds=node.quiet_seconds, max_wait_seconds=node.max_wait_seconds,
         max_attempts=node.max_attempts, mirroring=node.mirroring, tile_step_size=node.tile_step_size,
         retry_base_seconds=file.dispatch.retry_base_seconds, retry_max_seconds=file.dispatch.retry_max_seconds,
-        runner=node.runner, map_image=node.map_image, map_timeout_seconds=node.map_timeout_seconds,
+        runner=node.runner, map_image=node.map_image, map_model=node.map_model,
+        map_timeout_seconds=node.map_timeout_seconds,
         web=file.web, notifications=file.notifications,
         node_name=node.name or socket.gethostname(), worker_count=file.workers.count, queue=file.queue,
         source=path)

@@ -1,13 +1,12 @@
 """The worker: claims one job at a time and runs the MONAI Deploy application on its series, in this
-process where the model stays loaded between jobs (the default), or as the MAP container with
-`docker run` (`runner = "map"`), which reads the series and writes the same run record. A study the
+process where the model stays loaded between jobs (the default), or as the MAP container
+(`runner = "map"`, run by Docker or Podman), which reads the series and writes the same run record. A study the
 app cannot segment is quarantined with the app's reason; an error is retried up to `max_attempts`
 times, then the job has failed (and its series is quarantined for an operator's retry)."""
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -15,16 +14,18 @@ import traceback
 from pathlib import Path
 
 from app.app import AppSettings, run_study
+from deploy.container.engine import find_engine
 from deploy.node.config import NodeConfig
 from deploy.node.journal import JobState, Journal
 from deploy.node.journal.rows import JobRow
 from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
 from renalnode.privacy import identifiers_in, redact
-from renalnode.run_record import COMPLETED, RunRecord
+from renalnode.run_record import COMPLETED, RECORD_NAME, RunRecord
 
 log = logging.getLogger("renalnode.node")
 MAP_SERIES_RULES = "/etc/renalnode/series_rules.yaml"
+MAP_MODEL = "/etc/renalnode/model"  # [node] model, where map_model = "node"
 SEEN_EVERY_SECONDS = 5.0   # an idle worker's heartbeat in its journal row
 
 
@@ -38,33 +39,44 @@ class Worker:
         self._last_seen = 0.0
         self.settings = AppSettings(series_rules=config.series_rules, tile_step_size=config.tile_step_size,
                                     use_mirroring=config.mirroring)
-        if config.runner == "map" and shutil.which("docker") is None:
-            raise ValueError("node.runner is 'map' but docker is not installed on this machine")
+        self.engine = find_engine() if config.runner == "map" else None
+        if config.runner == "map" and self.engine is None:
+            raise ValueError("node.runner is 'map' but no container engine (docker or podman) runs on this machine")
 
     def map_command(self, input_folder: Path, output_folder: Path, name: str) -> list[str]:
-        """`docker run` of the MAP on one series, as README's MAP section shows IT."""
-        return ["docker", "run", "--rm", "--name", name, "--gpus", "all", "--ulimit", "stack=33554432", "--ipc", "host",
-                "-v", f"{input_folder}:/var/holoscan/input:ro", "-v", f"{output_folder}:/var/holoscan/output",
-                # The node's own series rules, so the container selects exactly what was routed to it.
-                "-v", f"{self.config.series_rules}:{MAP_SERIES_RULES}:ro",
-                "-e", f"RENALNODE_SERIES_RULES={MAP_SERIES_RULES}",
-                "-e", f"RENALNODE_MIRRORING={int(self.config.mirroring)}",
-                "-e", f"RENALNODE_TILE_STEP_SIZE={self.config.tile_step_size}", self.config.map_image]
+        """`run` of the MAP on one series, as README's MAP section shows IT: no network (it needs none), as the
+        node's own user (so the results are the node's files), the series and the node's rules read-only."""
+        assert self.engine is not None
+        model = []
+        if self.config.map_model == "node":
+            model = ["-v", f"{self.config.model}:{MAP_MODEL}:ro", "-e", f"HOLOSCAN_MODEL_PATH={MAP_MODEL}"]
+        return self.engine.command(
+            "run", "--rm", "--name", name, "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
+            *self.engine.gpu_arguments(), *self.engine.limit_arguments(), "--ipc", "host",
+            "-v", f"{input_folder}:/var/holoscan/input:ro", "-v", f"{output_folder}:/var/holoscan/output",
+            # The node's own series rules, so the container selects exactly what was routed to it.
+            "-v", f"{self.config.series_rules}:{MAP_SERIES_RULES}:ro", *model,
+            "-e", f"RENALNODE_SERIES_RULES={MAP_SERIES_RULES}",
+            "-e", f"RENALNODE_MIRRORING={int(self.config.mirroring)}",
+            "-e", f"RENALNODE_TILE_STEP_SIZE={self.config.tile_step_size}", self.config.map_image)
 
     def run_app(self, input_folder: Path, output_folder: Path, job_id: int) -> RunRecord:
         if self.config.runner == "in-process":
             return run_study(input_folder, output_folder, self.config.model, self.settings)
         output_folder.mkdir(parents=True, exist_ok=True)
         # Named after the job: a container left by a timeout or by a killed node is removed, never doubled.
+        assert self.engine is not None
         name = f"renalnode-job-{job_id}"
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(self.engine.command("rm", "-f", name), capture_output=True)
         try:
             result = subprocess.run(self.map_command(input_folder, output_folder, name), capture_output=True,
                                     text=True, timeout=self.config.map_timeout_seconds)
         finally:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+            subprocess.run(self.engine.command("rm", "-f", name), capture_output=True)
         if result.returncode:
             raise RuntimeError(f"the MAP exited {result.returncode}: {result.stderr.strip()[-500:]}")
+        if not (output_folder / RECORD_NAME).is_file():
+            raise RuntimeError(f"the MAP wrote no run record: {result.stderr.strip()[-500:]}")
         return RunRecord.read(output_folder)
 
     def register(self) -> None:
