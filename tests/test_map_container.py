@@ -82,6 +82,10 @@ def test_image_follows_the_map_contract(engine, map_image, monkeypatch, tmp_path
     uid = subprocess.run(engine.command("run", "--rm", "--network", "none", "--entrypoint", "id", TAG, "-u"),
                          capture_output=True, text=True, check=True).stdout.strip()
     assert uid != "0"
+    # A failing app fails the container (holoscan-cli's entry script alone would exit 0).
+    failed = subprocess.run(engine.command("run", "--rm", "--network", "none", "-e", "HOLOSCAN_MODEL_PATH=/nowhere",
+                                           TAG), capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "no model package" in failed.stdout + failed.stderr
 
     # holoscan-cli's own reader of a MAP's manifests (what `holoscan run` does first) calls `docker`.
     from holoscan_cli.common.utils import get_requested_gpus

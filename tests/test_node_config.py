@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_renalnode
 
 from deploy.container.engine import find_engine
@@ -201,3 +202,19 @@ def test_the_distributed_example_configuration_loads(monkeypatch):
     assert config.queue.broker_url == "amqp://renalnode:s3cret%2F%3A%40@mq.hospital.example:5672//"
     assert config.journal_url.startswith("postgresql+psycopg://") and config.node_name == "node1"
     assert "s3cret" not in repr(config.queue)
+
+
+def test_the_compose_configuration_loads(monkeypatch):
+    """deploy/distributed/compose-node.toml: the servers by their compose service names, passwords only
+    from the environment compose.yaml passes."""
+    monkeypatch.setenv("RENALNODE_BROKER_PASSWORD", "broker-secret")
+    monkeypatch.setenv("RENALNODE_WEB_PASSWORD", "web-secret")
+    folder = Path(__file__).resolve().parents[1] / "deploy" / "distributed"
+    config = load_config(folder / "compose-node.toml")
+    assert config.queue.broker_url == "amqp://renalnode:broker-secret@rabbitmq:5672//"
+    assert config.journal_url == "postgresql+psycopg://renalnode@postgres/renalnode"
+    assert config.spool == Path("/srv/renalnode/spool") and config.web is not None
+    compose = yaml.safe_load((folder / "compose.yaml").read_text())
+    passed = compose["x-renalnode"]["environment"]
+    assert {"PGPASSWORD", "RENALNODE_BROKER_PASSWORD", "RENALNODE_WEB_PASSWORD"} <= set(passed)
+    assert all(value.startswith("${") for key, value in passed.items() if "PASSWORD" in key)

@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DEPS_REPOSITORY = "renalnode-deps"
 IMAGE_PYTHON = (3, 11)  # Debian bookworm's python3: the wheelhouse is filled for it
-# Checks and tests of this repository, not the app's: left out of the image.
-DEVELOPMENT_ONLY = re.compile(r"^(pytest[\w-]*|mypy|ruff|selenium)\s*==", re.I)
+# Checks, tests and deployment tools of this repository, not the app's: left out of the image.
+DEVELOPMENT_ONLY = re.compile(r"^(pytest[\w-]*|mypy|ruff|selenium|podman-compose)\s*==", re.I)
 LABELS_AND_ENVIRONMENT = "# HOLOSCAN_CLI_LABELS_AND_ENVIRONMENT"
 LAUNCH_FAILED = '\n        else\n            fatal "Failed to launch application'
 

@@ -1,0 +1,69 @@
+"""The node's image (`renalnode-node:VERSION`): the repository's packages and the bundled model on the
+MAP's cached dependency image, for the distributed deployment (deploy/distributed/compose.yaml), where
+nodes and workers run as containers.
+
+    python -m deploy.container.node_image [--tag renalnode-node:0.1.0]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+
+from deploy.container.base_image import ensure_base_image
+from deploy.container.engine import ContainerEngine, find_engine
+from deploy.container.map_image import HERE, ROOT, build, ensure_deps_image
+
+# What `renalnode` imports at run time, the model package it runs by default, and its project file.
+CONTENT = ("renalnode", "app", "operators", "training", "deploy", "models")
+PROJECT_FILES = ("pyproject.toml", "README.md")
+
+
+def build_node_image(engine: ContainerEngine, tag: str, log=print) -> float:
+    """Seconds taken (the base and dependency images are built first where this machine lacks them)."""
+    start = time.monotonic()
+    deps = ensure_deps_image(engine, ensure_base_image(engine, log), log)
+    with tempfile.TemporaryDirectory(prefix="renalnode-node-") as work:
+        context = Path(work)
+        source = context / "renalnode-source"
+        for name in CONTENT:
+            shutil.copytree(ROOT / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "screenshots"))
+        for name in PROJECT_FILES:
+            shutil.copy2(ROOT / name, source / name)
+        setuptools = f"setuptools=={version('setuptools')}"  # the build backend .venv installs with
+        filled = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", setuptools,
+                                 "-w", str(context / "wheels")], capture_output=True, text=True)
+        if filled.returncode:
+            raise RuntimeError(f"pip could not fetch {setuptools}:\n{filled.stderr[-2000:]}")
+        build(engine, context, HERE / "node.Containerfile", tag, {"DEPS": deps, "SETUPTOOLS": setuptools})
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    app_version = yaml.safe_load((ROOT / "app.yaml").read_text())["application"]["version"]
+    parser = argparse.ArgumentParser(prog="python -m deploy.container.node_image", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tag", default=f"renalnode-node:{app_version}")
+    args = parser.parse_args(argv)
+    engine = find_engine()
+    if engine is None:
+        print("no container engine (docker or podman) runs on this machine", file=sys.stderr)
+        return 1
+    try:
+        seconds = build_node_image(engine, args.tag)
+    except RuntimeError as exc:
+        print(f"the node image was not built: {exc}", file=sys.stderr)
+        return 1
+    print(f"node image {args.tag} built with {engine.name} in {seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
