@@ -4,6 +4,7 @@ PostgreSQL server (the `journal_url` fixture)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from conftest import run_renalnode
@@ -241,3 +242,16 @@ def test_nodes_sharing_a_journal_claim_sends_and_reclaim_only_their_own_jobs(jou
     assert again.id == row.id and again.claimed_by == ""
     journal.dispatched(row.id, "3 object(s)")
     assert [r.state for r in journal.outbox_for(a_job.id)] == [DispatchState.SENT]
+
+
+def test_a_heartbeat_keeps_the_job_and_count_of_a_worker(journal):
+    journal.worker_started("host/0", "host", "cpu", 4242)
+    receive(journal, "1.2.10", "1.2.10.1")
+    job = complete_and_enqueue(journal, "1.2.10")
+    journal.worker_seen("host/0", job)
+    before = journal.workers()[0]
+    time.sleep(0.01)
+    journal.worker_alive("host/0")
+    (after,) = journal.workers()
+    assert after.last_seen > before.last_seen
+    assert (after.job_id, after.jobs_done, after.started) == (job, 0, before.started)

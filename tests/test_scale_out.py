@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pydicom
@@ -69,6 +70,9 @@ def test_celery_workers_and_two_nodes_deliver_each_study_once(tmp_path, local_or
             start_worker(slot)
         journal = Journal(url)
         wait_until(lambda: len(journal.workers()) == 3, 180, what="three Celery workers to register")
+        waiting_since = time.time()  # no task yet: only their heartbeat writes their rows
+        wait_until(lambda: all(w.last_seen > waiting_since for w in journal.workers()), 60, 1,
+                   what="the idle Celery workers' heartbeat")
 
         # Half the studies to each node, and the last series split between both, all at once.
         split = twelve_studies[-1]

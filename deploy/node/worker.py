@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import subprocess
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -26,7 +27,7 @@ from renalnode.run_record import COMPLETED, RECORD_NAME, RunRecord
 log = logging.getLogger("renalnode.node")
 MAP_SERIES_RULES = "/etc/renalnode/series_rules.yaml"
 MAP_MODEL = "/etc/renalnode/model"  # [node] model, where map_model = "node"
-SEEN_EVERY_SECONDS = 5.0   # an idle worker's heartbeat in its journal row
+SEEN_EVERY_SECONDS = 5.0   # the worker's heartbeat in its journal row, idle or in a job
 
 
 class Worker:
@@ -36,7 +37,6 @@ class Worker:
         `device` is shown there (the process's CUDA devices were chosen before it started)."""
         self.config, self.journal, self.spool, self.metrics = config, journal, spool, metrics
         self.name, self.device = name, device
-        self._last_seen = 0.0
         self.settings = AppSettings(series_rules=config.series_rules, tile_step_size=config.tile_step_size,
                                     use_mirroring=config.mirroring)
         self.engine = find_engine() if config.runner == "map" else None
@@ -80,15 +80,23 @@ class Worker:
         return RunRecord.read(output_folder)
 
     def register(self) -> None:
+        """Its journal row, kept fresh by a heartbeat thread: a Celery worker waiting for a task, or any
+        worker in a long job, still shows as alive on the dashboard and in /metrics."""
         self.journal.worker_started(self.name, socket.gethostname(), self.device, os.getpid())
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        while True:
+            time.sleep(SEEN_EVERY_SECONDS)
+            try:
+                self.journal.worker_alive(self.name)
+            except Exception as exc:  # the journal away for a moment: the next beat tries again
+                log.warning("worker %s: heartbeat not written: %s", self.name, exc)
 
     def run_one(self) -> bool:
         """Run the next queued job; False when there was none."""
         job = self.journal.claim(self.name)
         if job is None:
-            if time.monotonic() - self._last_seen > SEEN_EVERY_SECONDS:  # idle, and alive
-                self.journal.worker_seen(self.name, None)
-                self._last_seen = time.monotonic()
             return False
         self.run(job)
         return True
@@ -131,7 +139,6 @@ class Worker:
     def _finish(self, job_id: int, state: JobState, reason: str = "", output: str = "") -> None:
         self.metrics.jobs_finished.labels(self.journal.finish(job_id, state, reason, output)).inc()
         self.journal.worker_seen(self.name, None, done=True)
-        self._last_seen = time.monotonic()
 
     def _observe(self, stage: str, seconds: float) -> None:
         self.metrics.stage_seconds.labels(stage).observe(seconds)

@@ -1,5 +1,5 @@
 """Workers: one row per worker (host/slot), written by the worker itself when it starts, claims,
-finishes and while it idles, so the dashboard, the metrics and `renalnode status` show each one and
+finishes and every few seconds (its heartbeat), so the dashboard, the metrics and `renalnode status` show each one and
 the supervisor can tell a live worker from a dead one."""
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ class WorkerRegistry(AuditTrail):
             values["jobs_done"] = workers.c.jobs_done + 1
         with self.engine.begin() as db:
             db.execute(update(workers).where(workers.c.name == name).values(**values))
+
+    def worker_alive(self, name: str) -> None:
+        """The worker's heartbeat: only when it was last seen, whatever it is doing."""
+        with self.engine.begin() as db:
+            db.execute(update(workers).where(workers.c.name == name).values(last_seen=time.time()))
 
     def workers(self) -> list[WorkerRow]:
         with self.engine.connect() as db:
