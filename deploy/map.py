@@ -3,8 +3,8 @@
     python -m deploy.map [--model models/renalnode-demo] [--out build/map] [--tag renalnode:0.1.0] [--no-image]
 
 1. Stages the application source (`app`, `operators`, `renalnode` and a `__main__.py`)
-   and its runtime requirements (requirements.txt without test, packaging and SDK pins; holoscan-cli's
-   Dockerfile installs the Holoscan and MONAI Deploy SDKs itself) in OUT/source.
+   and its runtime requirements (requirements.txt without the development tools and the SDK pins;
+   holoscan-cli's Dockerfile installs the Holoscan and MONAI Deploy SDKs itself) in OUT/source.
 2. Writes the build context holoscan-cli would build (OUT/context: the Dockerfile, map/app.json,
    map/pkg.json, app/, models/, pip/) with holoscan-cli's own packager code, and checks it: the
    manifests name the MAP's input, output and model folders and the resources of app.yaml, the staged
@@ -30,14 +30,14 @@ from pathlib import Path
 import yaml
 
 from deploy.container.engine import find_engine
-from deploy.container.map_image import build_map_image
+from deploy.container.map_image import build_map_image, runtime_requirements
 from renalnode.model_package import find_model_package, load_model_package
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "operators", "renalnode")
 ARTIFACTS = Path(__file__).resolve().parent / "map_artifacts.json"
-# Not needed inside the MAP: tests, packaging, and the SDKs that holoscan-cli's Dockerfile installs.
-NOT_AT_RUNTIME = re.compile(r"^(pytest[\w-]*|holoscan[\w-]*|monai-deploy-app-sdk)\s*(==|\[|$)", re.I)
+# Installed by holoscan-cli's own Dockerfile: left out of the requirements it is given.
+SDKS = re.compile(r"^(holoscan[\w-]*|monai-deploy-app-sdk)\s*(==|\[|$)", re.I)
 MAIN = '''"""Entry point of the packaged application (python3 /opt/holoscan/app)."""
 import sys
 
@@ -54,8 +54,7 @@ def stage_source(out: Path) -> Path:
     for package in PACKAGES:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (source / "__main__.py").write_text(MAIN)
-    runtime = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
-               if line.strip() and not line.startswith("#") and not NOT_AT_RUNTIME.match(line.strip())]
+    runtime = [line for line in runtime_requirements().splitlines() if not SDKS.match(line.strip())]
     (source / "requirements.txt").write_text("\n".join(runtime) + "\n")
     return source
 
@@ -163,14 +162,15 @@ def main(argv: list[str] | None = None) -> int:
               f"with Docker and NVIDIA's registry run\n  holoscan package {' '.join(arguments)}")
         return 0
     try:
-        seconds = build_map_image(engine, context, args.tag)
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        steps = build_map_image(engine, context, args.tag)
+    except (RuntimeError, subprocess.SubprocessError) as exc:
         print(f"the MAP image was not built: {exc}", file=sys.stderr)
         return 1
     size = subprocess.run(engine.command("image", "inspect", "--format", "{{.Size}}", args.tag), capture_output=True,
-                          text=True).stdout.strip()
-    print(f"MAP image {args.tag} built with {engine.name} ({int(size) / 2**30:.1f} GiB); seconds per step: "
-          + ", ".join(f"{step} {value:.0f}" for step, value in seconds.items()))
+                          text=True).stdout.strip() or "0"
+    print(f"MAP image {args.tag} built with {engine.name} ({int(size) / 2**30:.1f} GiB); seconds per step, this "
+          "time and cold: " + ", ".join(f"{step} {now:.0f} / {cold:.0f}" for step, (now, cold) in steps.items())
+          + f"; a cold build takes {sum(cold for _, cold in steps.values()):.0f} s")
     print(f"run it: {engine.name} run --rm --network none --user $(id -u):$(id -g) "
           f"-v STUDY:/var/holoscan/input:ro -v OUT:/var/holoscan/output {args.tag}")
     return 0

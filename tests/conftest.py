@@ -151,6 +151,16 @@ def postgres():
     server.remove()
 
 
+@pytest.fixture
+def rabbitmq():
+    """A RabbitMQ broker of the test's own (deploy/local_services.py), removed after it."""
+    from deploy.local_services import LocalRabbitMQ
+
+    broker = LocalRabbitMQ().start()
+    yield broker
+    broker.remove()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def journal_url(request, tmp_path):
     """new() -> the URL of a new, empty journal database, on SQLite (a file) or on the session's PostgreSQL."""

@@ -10,25 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from deploy.container.engine import find_engine
 from deploy.container.node_image import build_node_image
-from deploy.local_services import NODE_AET, LocalRabbitMQ, free_port, listening, store_folder, wait_until
+from deploy.local_services import NODE_AET, free_port, listening, store_folder, wait_until
 from deploy.node.journal import JobState, Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "deploy" / "distributed" / "compose.yaml"
 TAG = "localhost/renalnode-node:compose-test"
 SENDER = "MODALITY"
-
-
-@pytest.fixture
-def rabbitmq():
-    broker = LocalRabbitMQ().start()
-    yield broker
-    broker.remove()
 
 
 def node_toml(port: int, web_port: int, journal: str, broker_port: int, pacs_port: int) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,7 @@ def test_the_compose_configuration_loads(monkeypatch):
     assert config.queue.broker_url == "amqp://renalnode:broker-secret@rabbitmq:5672//"
     assert config.journal_url == "postgresql+psycopg://renalnode@postgres/renalnode"
     assert config.spool == Path("/srv/renalnode/spool") and config.web is not None
+    assert config.node_name == socket.gethostname()  # in a container: the service's or replica's own
     compose = yaml.safe_load((folder / "compose.yaml").read_text())
     passed = compose["x-renalnode"]["environment"]
     assert {"PGPASSWORD", "RENALNODE_BROKER_PASSWORD", "RENALNODE_WEB_PASSWORD"} <= set(passed)

@@ -20,7 +20,6 @@ from deploy.local_services import (
     NODE_AET,
     ROOT,
     LocalNode,
-    LocalRabbitMQ,
     free_port,
     stop_process,
     store_at_once,
@@ -30,13 +29,6 @@ from deploy.node.journal import JobState, Journal
 
 SENDER = "MODALITY"
 STUDIES = 12
-
-
-@pytest.fixture
-def rabbitmq():
-    broker = LocalRabbitMQ().start()
-    yield broker
-    broker.remove()
 
 
 @pytest.fixture(scope="module")

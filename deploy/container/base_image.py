@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy.container.engine import ContainerEngine, find_engine
+from deploy.container.engine import BUILD_STARTED, ContainerEngine, find_engine
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -39,8 +39,9 @@ def ensure_base_image(engine: ContainerEngine, log=print) -> str:
     if not Path(debootstrap).exists():
         raise RuntimeError("debootstrap is not installed (make setup installs it)")
     if os.geteuid() != 0:
-        raise RuntimeError(f"making the base image {tag} needs root (debootstrap); run `sudo make map` once")
-    start = time.monotonic()
+        raise RuntimeError(f"making the base image {tag} needs root (debootstrap): run `make map` as root, as the "
+                           "account that runs the engine's images")
+    start = time.time()
     log(f"making the base image {tag}: debootstrap {SUITE} with {', '.join(PACKAGES)}")
     with tempfile.TemporaryDirectory(prefix="renalnode-base-") as work:
         rootfs = Path(work) / "rootfs"
@@ -49,13 +50,16 @@ def ensure_base_image(engine: ContainerEngine, log=print) -> str:
         shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         shutil.rmtree(rootfs / "var" / "lib" / "apt" / "lists", ignore_errors=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(engine.command("import", "--change", "CMD /bin/bash", "-", tag), stdin=tar.stdout,
+        imported = subprocess.run(engine.command("import", "--change", "CMD /bin/bash", "--change",
+                                                 f"LABEL {BUILD_STARTED}={start}", "-", tag), stdin=tar.stdout,
                                   capture_output=True, text=True)
-        tar.wait()
+        assert tar.stdout is not None
+        tar.stdout.close()  # an import that stopped early must not leave tar blocked on the pipe
+        tar.wait(timeout=600)
         if imported.returncode or tar.returncode:
             raise RuntimeError(f"importing {tag} failed: {imported.stderr.strip()[-500:]}")
     engine.remove_older(REPOSITORY, keep=tag)
-    log(f"base image {tag} made in {time.monotonic() - start:.0f} s")
+    log(f"base image {tag} made in {time.time() - start:.0f} s")
     return tag
 
 

@@ -26,6 +26,20 @@ CONTENT = ("renalnode", "app", "operators", "training", "deploy", "models")
 PROJECT_FILES = ("pyproject.toml", "README.md")
 
 
+def shipped_files() -> list[str]:
+    """The image's files: in a git checkout only the tracked ones (never a local model, workspace or
+    results that happen to lie in the tree), otherwise every file but caches."""
+    if (ROOT / ".git").exists():
+        listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--", *CONTENT, *PROJECT_FILES],
+                                capture_output=True, text=True, check=True).stdout
+        return [path for path in listed.split("\0") if path and (ROOT / path).is_file()]
+    found = [*PROJECT_FILES]
+    for name in CONTENT:
+        found += [str(p.relative_to(ROOT)) for p in (ROOT / name).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts]
+    return found
+
+
 def build_node_image(engine: ContainerEngine, tag: str, log=print) -> float:
     """Seconds taken (the base and dependency images are built first where this machine lacks them)."""
     start = time.monotonic()
@@ -33,11 +47,9 @@ def build_node_image(engine: ContainerEngine, tag: str, log=print) -> float:
     with tempfile.TemporaryDirectory(prefix="renalnode-node-") as work:
         context = Path(work)
         source = context / "renalnode-source"
-        for name in CONTENT:
-            shutil.copytree(ROOT / name, source / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "screenshots"))
-        for name in PROJECT_FILES:
-            shutil.copy2(ROOT / name, source / name)
+        for path in shipped_files():
+            (source / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / path, source / path)
         setuptools = f"setuptools=={version('setuptools')}"  # the build backend .venv installs with
         filled = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", setuptools,
                                  "-w", str(context / "wheels")], capture_output=True, text=True)
@@ -58,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         seconds = build_node_image(engine, args.tag)
-    except RuntimeError as exc:
+    except (RuntimeError, subprocess.SubprocessError) as exc:
         print(f"the node image was not built: {exc}", file=sys.stderr)
         return 1
     print(f"node image {args.tag} built with {engine.name} in {seconds:.0f} s")

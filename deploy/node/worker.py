@@ -51,8 +51,8 @@ class Worker:
         if self.config.map_model == "node":
             model = ["-v", f"{self.config.model}:{MAP_MODEL}:ro", "-e", f"HOLOSCAN_MODEL_PATH={MAP_MODEL}"]
         return self.engine.command(
-            "run", "--rm", "--name", name, "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
-            *self.engine.gpu_arguments(), *self.engine.limit_arguments(), "--ipc", "host",
+            "run", "--rm", "--name", name, "--network", "none", *self.engine.user_arguments(),
+            *self.engine.gpu_arguments(), *self.engine.limit_arguments(), "--shm-size", "2g",
             "-v", f"{input_folder}:/var/holoscan/input:ro", "-v", f"{output_folder}:/var/holoscan/output",
             # The node's own series rules, so the container selects exactly what was routed to it.
             "-v", f"{self.config.series_rules}:{MAP_SERIES_RULES}:ro", *model,

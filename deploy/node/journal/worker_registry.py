@@ -1,6 +1,6 @@
-"""Workers: one row per worker (host/slot), written by the worker itself when it starts, claims,
-finishes and every few seconds (its heartbeat), so the dashboard, the metrics and `renalnode status` show each one and
-the supervisor can tell a live worker from a dead one."""
+"""Workers: one row per worker (host/slot), written by the worker itself when it starts, claims and
+finishes, and every few seconds (its heartbeat), so that the dashboard, the metrics and `renalnode
+status` show each one and when it was last alive (the supervisor itself watches its processes)."""
 from __future__ import annotations
 
 import time
