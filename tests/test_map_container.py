@@ -52,8 +52,10 @@ def map_build(engine, tmp_path_factory, request) -> tuple[Path, str]:
                                 capture_output=True, text=True, timeout=3600)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         built = next(line for line in result.stdout.splitlines() if line.startswith("MAP image"))
-        request.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"\n{built}; {time.monotonic() - start:.0f} s in all this time")
+        # Shown in the test run's output, past pytest's capture (as capsys.disabled() does).
+        with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            request.config.pluginmanager.get_plugin("terminalreporter").write_line(
+                f"\n{built}; {time.monotonic() - start:.0f} s in all this time")
         yield out, built
     finally:
         subprocess.run(engine.command("rmi", "-f", TAG), capture_output=True)
