@@ -51,16 +51,20 @@ class ContainerEngine:
         kernel refuses. The app runs with the default 8 MiB stack in every test."""
         return [] if self.name == "podman" and PODMAN_SETTINGS.exists() else ["--ulimit", "stack=33554432"]
 
+    def inspect_image(self, tag: str) -> dict | None:
+        """The engine's description of an image, or None where there is no such image."""
+        inspected = subprocess.run(self.command("image", "inspect", tag), capture_output=True, text=True)
+        return json.loads(inspected.stdout)[0] if inspected.returncode == 0 else None
+
     def image_exists(self, tag: str) -> bool:
-        return subprocess.run(self.command("image", "inspect", tag), capture_output=True).returncode == 0
+        return self.inspect_image(tag) is not None
 
     def build_seconds(self, tag: str) -> float | None:
         """How long the making of a cached image took: its creation time less the start its label
         records (None for an image without the label)."""
-        inspected = subprocess.run(self.command("image", "inspect", tag), capture_output=True, text=True)
-        if inspected.returncode:
+        image = self.inspect_image(tag)
+        if image is None:
             return None
-        image = json.loads(inspected.stdout)[0]
         started = ((image.get("Config") or {}).get("Labels") or {}).get(BUILD_STARTED)
         if not started:
             return None

@@ -56,6 +56,15 @@ def build(engine: ContainerEngine, context: Path, containerfile: Path, tag: str,
         raise RuntimeError(f"building {tag} failed:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
+def fill_wheelhouse(folder: Path, *wanted: str) -> None:
+    """Wheels of `wanted` (pip's requirement arguments, without their dependencies) into `folder`, from
+    the sources this machine's pip is configured with."""
+    filled = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *wanted, "-w", str(folder)],
+                            capture_output=True, text=True)
+    if filled.returncode:
+        raise RuntimeError(f"pip could not fill the wheelhouse with {' '.join(wanted)}:\n{filled.stderr[-3000:]}")
+
+
 def ensure_deps_image(engine: ContainerEngine, base: str, log=print) -> str:
     requirements = runtime_requirements()
     tag = deps_tag(base, requirements)
@@ -69,11 +78,7 @@ def ensure_deps_image(engine: ContainerEngine, base: str, log=print) -> str:
         context = Path(work)
         (context / "requirements.txt").write_text(requirements)
         log(f"making the dependency image {tag}: filling the wheelhouse")
-        filled = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-r",
-                                 str(context / "requirements.txt"), "-w", str(context / "wheels")],
-                                capture_output=True, text=True)
-        if filled.returncode:
-            raise RuntimeError(f"pip could not fill the wheelhouse:\n{filled.stderr[-3000:]}")
+        fill_wheelhouse(context / "wheels", "-r", str(context / "requirements.txt"))
         log(f"installing {len(list((context / 'wheels').iterdir()))} wheels into {tag}")
         build(engine, context, HERE / "deps.Containerfile", tag, {"BASE": base}, {BUILD_STARTED: str(start)})
     engine.remove_older(DEPS_REPOSITORY, keep=tag)

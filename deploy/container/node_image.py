@@ -19,7 +19,7 @@ import yaml
 
 from deploy.container.base_image import ensure_base_image
 from deploy.container.engine import ContainerEngine, find_engine
-from deploy.container.map_image import HERE, ROOT, build, ensure_deps_image
+from deploy.container.map_image import HERE, ROOT, build, ensure_deps_image, fill_wheelhouse
 
 # What `renalnode` imports at run time, the model package it runs by default, and its project file.
 CONTENT = ("renalnode", "app", "operators", "training", "deploy", "models")
@@ -51,10 +51,7 @@ def build_node_image(engine: ContainerEngine, tag: str, log=print) -> float:
             (source / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / path, source / path)
         setuptools = f"setuptools=={version('setuptools')}"  # the build backend .venv installs with
-        filled = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", setuptools,
-                                 "-w", str(context / "wheels")], capture_output=True, text=True)
-        if filled.returncode:
-            raise RuntimeError(f"pip could not fetch {setuptools}:\n{filled.stderr[-2000:]}")
+        fill_wheelhouse(context / "wheels", setuptools)
         build(engine, context, HERE / "node.Containerfile", tag, {"DEPS": deps, "SETUPTOOLS": setuptools})
     return time.monotonic() - start
 
