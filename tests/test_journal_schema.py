@@ -5,8 +5,10 @@ unknown revision is refused with the way out, and
 processes that open an empty database at once do not collide."""
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -94,3 +96,31 @@ def test_processes_and_threads_opening_an_empty_journal_at_once_take_turns(journ
                                   text=True) for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [e for e in errors if "Error" in e] == [] and revision_of(url) == head()
+
+
+def test_a_new_sqlite_journal_waits_for_a_writer_that_holds_the_file_before_it_turns_to_wal(tmp_path):
+    """SQLite refuses at once, without its busy wait, to turn a database to WAL while another
+    connection holds the write lock; the journal asks again until the writer is done."""
+    path = tmp_path / "journal.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE other_tool (x)")
+    opened: list[object] = []
+    thread = threading.Thread(target=lambda: opened.append(_open_or_error(f"sqlite:///{path}")))
+    thread.start()
+    time.sleep(1.0)
+    assert opened == []  # still waiting for the writer
+    writer.execute("COMMIT")
+    writer.close()
+    thread.join(timeout=60)
+    assert len(opened) == 1 and isinstance(opened[0], Journal), opened
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert revision_of(f"sqlite:///{path}") == head()
+
+
+def _open_or_error(url: str) -> object:
+    try:
+        return Journal(url)
+    except Exception as error:
+        return error

@@ -3,6 +3,7 @@
 insert-or-ignore, state counts and the heartbeat."""
 from __future__ import annotations
 
+import sqlite3
 import time
 
 from sqlalchemy import Table, create_engine, event, func, select, update
@@ -18,12 +19,32 @@ from deploy.node.journal.schema_version import open_schema
 CLAIM_SECONDS = 600.0
 
 
+# How long a connection keeps asking to turn a new database to WAL while others hold it.
+WAL_SWITCH_SECONDS = 60.0
+
+
 def _sqlite_pragmas(connection, _record):
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")  # a committed row survives power loss
     cursor.execute("PRAGMA busy_timeout=10000")
+    _switch_to_wal(cursor)
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed row survives power loss
     cursor.close()
+
+
+def _switch_to_wal(cursor) -> None:
+    """Turning a new database to WAL upgrades a read lock to the write lock, and SQLite answers
+    "locked" at once, without its busy wait, when another connection reads the file meanwhile
+    (processes opening one new journal together): ask again until the deadline. Once the file is in
+    WAL mode the pragma only reads it."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class JournalDatabase:
