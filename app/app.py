@@ -32,6 +32,7 @@ from operators.seg_writer import SegWriterOperator
 from operators.series_selection import SelectionRules, SeriesSelectionOperator
 from operators.sr_writer import SrWriterOperator
 from operators.study_loader import StudyLoaderOperator
+from renalnode.ensemble import InferenceSettings
 from renalnode.model_package import find_model_package
 from renalnode.privacy import identifiers_in, redact
 from renalnode.run_record import COMPLETED, FAILED, RECORD_NAME, RUNNING, RunRecord
@@ -54,21 +55,21 @@ def _flag(value: str) -> bool:
 class AppSettings:
     """What a site may tune without code. Environment: RENALNODE_SERIES_RULES (a rules file),
     RENALNODE_TILE_STEP_SIZE (sliding-window step as a fraction of the patch, 0 < s <= 1; smaller is
-    slower and smoother), RENALNODE_MIRRORING (test-time mirroring, 1 or 0)."""
+    slower and smoother), RENALNODE_MIRRORING (test-time mirroring, 1 or 0), RENALNODE_PRECISION
+    (float32 or bfloat16 on a CPU), RENALNODE_REGION_FOCUS (1 or 0) and RENALNODE_BATCH_SIZE (network
+    inputs per call; 0 chooses): see renalnode.ensemble.InferenceSettings."""
     series_rules: Path = DEFAULT_SERIES_RULES
-    tile_step_size: float = 0.5
-    use_mirroring: bool = True
-
-    def __post_init__(self):
-        if not 0 < self.tile_step_size <= 1:
-            raise ValueError(f"tile step size {self.tile_step_size} is not in (0, 1]")
+    inference: InferenceSettings = InferenceSettings()
 
     @classmethod
     def from_environment(cls) -> AppSettings:
         env = os.environ
-        return cls(series_rules=Path(env.get("RENALNODE_SERIES_RULES", DEFAULT_SERIES_RULES)),
-                   tile_step_size=float(env.get("RENALNODE_TILE_STEP_SIZE", 0.5)),
-                   use_mirroring=_flag(env.get("RENALNODE_MIRRORING", "1")))
+        inference = InferenceSettings(tile_step_size=float(env.get("RENALNODE_TILE_STEP_SIZE", 0.5)),
+                                      use_mirroring=_flag(env.get("RENALNODE_MIRRORING", "1")),
+                                      precision=env.get("RENALNODE_PRECISION", "float32"),
+                                      region_focus=_flag(env.get("RENALNODE_REGION_FOCUS", "0")),
+                                      batch_size=int(env.get("RENALNODE_BATCH_SIZE", "0")) or None)
+        return cls(series_rules=Path(env.get("RENALNODE_SERIES_RULES", DEFAULT_SERIES_RULES)), inference=inference)
 
 
 class RenalnodeApp(Application):
@@ -105,9 +106,8 @@ class RenalnodeApp(Application):
                                      name="study_reader")
         selection = SeriesSelectionOperator(self, rules=self.rules, record=record, name="series_selection")
         volume = CTVolumeOperator(self, record=record, name="ct_volume")
-        ensemble = NnunetEnsembleOperator(self, model_dir=self.model_dir, tile_step_size=self.settings.tile_step_size,
-                                          use_mirroring=self.settings.use_mirroring, record=record,
-                                          name="nnunet_ensemble")
+        ensemble = NnunetEnsembleOperator(self, model_dir=self.model_dir, settings=self.settings.inference,
+                                          record=record, name="nnunet_ensemble")
         postprocessing = PostprocessingOperator(self, record=record, name="postprocessing")
         seg = SegWriterOperator(self, output_folder=output_folder, record=record, name="seg_writer")
         sr = SrWriterOperator(self, output_folder=output_folder, record=record, name="sr_writer")

@@ -1,14 +1,16 @@
 """Inference benchmark: renalnode's ensemble operator against plain nnU-Net on the same model package,
 volume, folds and mirroring, and the app's time per stage.
 
-    .venv/bin/python bench/inference.py [--case PHANTOM_CASE] [--full] [--device cpu|cuda]
-                                         [--no-mirroring] [--folds 0 1 2 3 4] [--model DIR]
+    .venv/bin/python bench/inference.py [--case PHANTOM_CASE] [--full] [--slice-thickness MM]
+                                         [--device cpu|cuda] [--no-mirroring] [--folds 0 1 2 3 4]
+                                         [--region-focus] [--no-app] [--model DIR]
 
 Without --case a phantom is made (128 x 128 with --small, the default; 512 x 512 with --full).
 Plain nnU-Net is `nnUNetv2_predict_from_modelfolder` (nnUNetv2_predict on a model folder), as a
 site would run it per study: a new process that loads the folds, reads the NIfTI, predicts and writes
-the label file. The ensemble operator's time is one study in a warm process (model already loaded),
-which is how the node runs it; its first-study time with the load is printed as well.
+the label file. renalnode's time is one study in a warm process (model loaded, one small call made),
+which is how the node runs it, with one lever more at a time (float32, then bfloat16 on a CPU, then
+the region focus when asked), each with its per-class Dice against plain nnU-Net's labels.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import torch
 from app.app import DEFAULT_MODEL, AppSettings, run_study
 from operators.ct_volume import series_to_volume
 from operators.study_loader import read_study
-from renalnode.ensemble import EnsemblePredictor
+from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.model_package import find_model_package, load_model_package
 from renalnode.nnunet_trainers import TRAINERS_DIR
 from renalnode.orientation import canonical
@@ -39,9 +41,11 @@ from renalnode.orientation import canonical
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_phantom(folder: Path, full: bool) -> Path:
+def make_phantom(folder: Path, full: bool, slice_mm: float | None) -> Path:
     command = [sys.executable, "-m", "renalnode", "phantom", "--out", str(folder), "--cases", "1", "--seed", "11"]
-    subprocess.run(command + ([] if full else ["--small"]), check=True, capture_output=True)
+    command += [] if full else ["--small"]
+    command += [] if slice_mm is None else ["--slice-thickness", str(slice_mm)]
+    subprocess.run(command, check=True, capture_output=True)
     return next(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
@@ -72,10 +76,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", type=Path, help="a phantom case folder (with dicom/); made when absent")
     parser.add_argument("--full", action="store_true", help="make a 512 x 512 phantom instead of a small one")
+    parser.add_argument("--slice-thickness", type=float, help="of the phantom made (mm; 1 gives about 300 slices)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-mirroring", action="store_true")
-    parser.add_argument("--folds", type=int, nargs="+")
+    parser.add_argument("--folds", type=int, nargs="+",
+                        help="folds to run; one fold may be named several times (the paper's 5 folds from a "
+                             "package with fewer: --folds 0 0 0 0 0)")
+    parser.add_argument("--region-focus", action="store_true", help="also time the kidney-region focus")
+    parser.add_argument("--no-app", action="store_true", help="skip the app's per-stage times")
     args = parser.parse_args()
     mirroring = not args.no_mirroring
     package = load_model_package(find_model_package(args.model))
@@ -83,7 +92,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="renalnode-bench-") as tmp:
         tmp = Path(tmp)
-        case = args.case or make_phantom(tmp / "phantom", args.full)
+        case = args.case or make_phantom(tmp / "phantom", args.full, args.slice_thickness)
         study = read_study(case / "dicom")
         (slices,) = study.series.values()
         ct = series_to_volume(slices).image
@@ -91,29 +100,47 @@ def main() -> int:
               f"model {package.name} {package.version}, folds {folds}, mirroring {mirroring}, device {args.device}"
               + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
 
-        # Ensemble operator: its own predictor (not the app's cache), first study then a warm one.
-        predictor, load_seconds = timed(EnsemblePredictor, package.nnunet_dir, folds, 0.5, mirroring,
-                                        torch.device(args.device))
-        _, first_seconds = timed(predictor.segment_image, ct)
-        ours, warm_seconds = timed(predictor.segment_image, ct)
         plain, plain_seconds = plain_nnunet(ct, package.path, folds, mirroring, args.device, tmp)
-
-        in_lps = sitk.GetArrayFromImage(canonical(_on_grid(ours, ct)))
-        agreement = float((in_lps == plain).mean())
         print(f"plain nnUNetv2_predict (new process, load + predict + files): {plain_seconds:8.2f} s")
-        print(f"ensemble operator, first study (load {load_seconds:.2f} s + predict {first_seconds:.2f} s): "
-              f"{load_seconds + first_seconds:8.2f} s")
-        print(f"ensemble operator, warm study:                                {warm_seconds:8.2f} s")
-        print(f"ratio plain / warm ensemble: {plain_seconds / warm_seconds:.2f}x; "
-              f"plain / first study: {plain_seconds / (load_seconds + first_seconds):.2f}x")
-        print(f"voxels with the same label (probability vs logit averaging may differ at edges): {agreement:.4%}")
+        # renalnode's ensemble, one setting more at a time: each lever's share is the change it makes.
+        variants = [("float32", False), ("bfloat16", False)] if args.device == "cpu" else [("float32", False)]
+        if args.region_focus:
+            variants.append((variants[-1][0], True))
+        for precision, focus in variants:
+            inference = InferenceSettings(use_mirroring=mirroring, precision=precision, region_focus=focus)
+            predictor, load_seconds = timed(EnsemblePredictor, package.nnunet_dir, folds, inference,
+                                            torch.device(args.device))
+            _, first_seconds = timed(predictor.segment_image, _corner(ct))  # the first call's one-time costs
+            ours, warm_seconds = timed(predictor.segment_image, ct)
+            in_lps = sitk.GetArrayFromImage(canonical(_on_grid(ours, ct)))
+            dice = {name: _dice(in_lps, plain, int(value)) for value, name in package.card["labels"].items()
+                    if int(value)}
+            print(f"renalnode {precision}{' + region focus' if focus else ''}: load {load_seconds:.2f} s, "
+                  f"warm-up {first_seconds:.2f} s, warm study {warm_seconds:8.2f} s; ratio plain / warm "
+                  f"{plain_seconds / warm_seconds:.2f}x; Dice with plain: "
+                  + ", ".join(f"{name} {value:.4f}" for name, value in dice.items()), flush=True)
+            del predictor
+        if args.no_app:
+            return 0
 
-        settings = AppSettings(use_mirroring=mirroring)
+        settings = AppSettings(inference=InferenceSettings(use_mirroring=mirroring))
         run_study(case / "dicom", tmp / "app-first", package.path, settings)  # loads the model into the cache
         record = run_study(case / "dicom", tmp / "app-warm", package.path, settings)
         print("app stages, warm process (s): " + ", ".join(f"{k} {v:.2f}" for k, v in record.stage_seconds.items())
               + f"; total {sum(record.stage_seconds.values()):.2f}")
     return 0
+
+
+def _corner(ct: sitk.Image) -> sitk.Image:
+    """A small block of the CT: one quick call that pays the process's one-time costs."""
+    size = [min(n, 96) for n in ct.GetSize()]
+    return sitk.RegionOfInterest(ct, size, [0, 0, 0])
+
+
+def _dice(a: np.ndarray, b: np.ndarray, label: int) -> float:
+    both = int(((a == label) & (b == label)).sum())
+    total = int((a == label).sum() + (b == label).sum())
+    return 1.0 if total == 0 else 2 * both / total
 
 
 def _on_grid(labels: np.ndarray, ct: sitk.Image) -> sitk.Image:

@@ -16,7 +16,7 @@ from holoscan.core import OperatorSpec
 
 from operators.ct_volume import CTVolume
 from operators.recording import RecordingOperator
-from renalnode.ensemble import EnsemblePredictor
+from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.model_package import ModelPackage, load_model_package
 
 _CACHE: dict[tuple, tuple[ModelPackage, EnsemblePredictor]] = {}
@@ -24,15 +24,16 @@ _LOCK = threading.Lock()
 LOAD_COUNT = 0
 
 
-def cached_predictor(package_dir: Path, tile_step_size: float = 0.5, use_mirroring: bool = True,
+def cached_predictor(package_dir: Path, settings: InferenceSettings | None = None
                      ) -> tuple[ModelPackage, EnsemblePredictor]:
-    """The package and its predictor, loaded on first use and reused afterwards."""
+    """The package and its predictor (default settings when None), loaded on first use and reused afterwards."""
     global LOAD_COUNT
-    key = (str(Path(package_dir).resolve()), tile_step_size, use_mirroring)
+    settings = settings or InferenceSettings()
+    key = (str(Path(package_dir).resolve()), settings)
     with _LOCK:
         if key not in _CACHE:
             package = load_model_package(Path(package_dir))
-            _CACHE[key] = package, EnsemblePredictor(package.nnunet_dir, package.folds, tile_step_size, use_mirroring)
+            _CACHE[key] = package, EnsemblePredictor(package.nnunet_dir, package.folds, settings)
             LOAD_COUNT += 1
         return _CACHE[key]
 
@@ -47,10 +48,9 @@ class SegmentedVolume:
 class NnunetEnsembleOperator(RecordingOperator):
     """Segments the volume with the model package, loaded on this process's first study only."""
 
-    def __init__(self, fragment, *args, model_dir: Path, tile_step_size: float, use_mirroring: bool, **kwargs):
+    def __init__(self, fragment, *args, model_dir: Path, settings: InferenceSettings, **kwargs):
         self.model_dir = Path(model_dir)
-        self.tile_step_size = tile_step_size
-        self.use_mirroring = use_mirroring
+        self.settings = settings
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
@@ -61,11 +61,12 @@ class NnunetEnsembleOperator(RecordingOperator):
         volume = op_input.receive("volume")
         loads_before = LOAD_COUNT
         with self.record.stage("model"):
-            package, predictor = cached_predictor(self.model_dir, self.tile_step_size, self.use_mirroring)
+            package, predictor = cached_predictor(self.model_dir, self.settings)
         self.record.model = {"name": package.name, "version": package.version, "path": str(package.path),
                              "folds": package.folds,
                              "device": str(predictor.device), "loaded_now": LOAD_COUNT > loads_before,
-                             "tile_step_size": self.tile_step_size, "mirroring": self.use_mirroring}
+                             "tile_step_size": self.settings.tile_step_size, "mirroring": self.settings.use_mirroring,
+                             "precision": self.settings.precision, "region_focus": self.settings.region_focus}
         with self.record.stage("inference"):
             label = package.to_catalogue(predictor.segment_image(volume.image))
         op_output.emit(SegmentedVolume(volume, label, package), "segmented")

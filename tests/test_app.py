@@ -30,13 +30,14 @@ from app.app import AppSettings, run_study
 from operators.postprocessing import find_findings
 from operators.sr_writer import VOLUME
 from renalnode import labels
+from renalnode.ensemble import InferenceSettings
 from renalnode.model_package import load_model_package
 from renalnode.run_record import COMPLETED, KEY_IMAGE_FOLDER, NO_SUITABLE_SERIES, RECORD_NAME, VOLUME_REJECTED
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "renalnode-demo"
 # Mirroring off keeps CPU inference at ~25 s a study; the test split of the card was measured so too.
-FAST = AppSettings(use_mirroring=False)
+FAST = AppSettings(inference=InferenceSettings(use_mirroring=False))
 # The end-to-end Dice may fall this far (absolute) below the card's cross-validation Dice: one
 # phantom is a small sample, and the card's figure is a mean over 24 cases.
 DICE_MARGIN = 0.10
@@ -59,7 +60,7 @@ def test_end_to_end(phantom_cases, tmp_path, position):
     # The SEG, read back from disk, is the ensemble's label map after the package's post-processing
     # rules and the documented tiny-component clean-up, voxel for voxel on the CT's own slices.
     volume, truth = phantom_volume_and_label(case)
-    package, predictor = ensemble.cached_predictor(DEMO, FAST.tile_step_size, FAST.use_mirroring)
+    package, predictor = ensemble.cached_predictor(DEMO, FAST.inference)
     raw = predictor.segment_image(volume.image)
     expected, findings = find_findings(raw, volume.image, package.postprocessing)
     assert (expected != raw).sum() < 0.05 * (raw > 0).sum()  # the rules only drop what lies apart
@@ -110,7 +111,8 @@ def test_end_to_end(phantom_cases, tmp_path, position):
 
 
 def test_rerun_in_the_same_process_reuses_the_model_and_writes_the_same_objects(phantom_cases, tmp_path):
-    settings = AppSettings(use_mirroring=False, tile_step_size=1.0)  # its own cache entry: loaded here first
+    # Its own cache entry: the model is loaded here first.
+    settings = AppSettings(inference=InferenceSettings(use_mirroring=False, tile_step_size=1.0))
     first = run_study(phantom_cases("HFS") / "dicom", tmp_path / "first", DEMO, settings)
     loads = ensemble.LOAD_COUNT
     second = run_study(phantom_cases("HFS") / "dicom", tmp_path / "second", DEMO, settings)
@@ -172,6 +174,8 @@ def test_non_ct_study_through_the_map_environment_gives_a_reason(tmp_path):
 @pytest.mark.parametrize("variable, value, message", [
     ("RENALNODE_TILE_STEP_SIZE", "0", "tile step size 0.0 is not in (0, 1]"),
     ("RENALNODE_MIRRORING", "maybe", "not a yes/no value: 'maybe'"),
+    ("RENALNODE_PRECISION", "float16", "precision 'float16' is not one of float32, bfloat16"),
+    ("RENALNODE_BATCH_SIZE", "-2", "batch size -2 is not a positive number"),
     ("HOLOSCAN_MODEL_PATH", "{tmp}", "no model package (model.json) at {tmp}"),
 ])
 def test_bad_settings_stop_before_anything_runs(phantom_cases, tmp_path, variable, value, message):

@@ -25,13 +25,14 @@ from deploy.local_services import NODE_AET, ORTHANC_AET, LocalNode, free_port, s
 from deploy.node.journal import JobState, Journal
 from operators.ct_volume import series_to_volume
 from operators.sr_writer import VOLUME
+from renalnode.ensemble import InferenceSettings
 from renalnode.run_record import COMPLETED, RECORD_NAME, RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "localhost/renalnode-test:map"
 MODALITY_AET = "MODALITY"
 TILE_STEP_SIZE = 0.5
-FAST = AppSettings(use_mirroring=False, tile_step_size=TILE_STEP_SIZE)
+FAST = AppSettings(inference=InferenceSettings(use_mirroring=False, tile_step_size=TILE_STEP_SIZE))
 
 
 @pytest.fixture(scope="module")

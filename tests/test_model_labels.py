@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from app.app import AppSettings, run_study
+from renalnode.ensemble import InferenceSettings
 from renalnode.labels import CLASS_OF_KEY
 from renalnode.model_package import ModelPackageError, load_model_package
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
-FAST = AppSettings(use_mirroring=False)
+FAST = AppSettings(inference=InferenceSettings(use_mirroring=False))
 # The network's outputs in another order: background, cyst, kidney, solid mass (was 0, 1, 2, 3).
 REORDERED = ("background", "cyst", "kidney", "solid_mass")
 

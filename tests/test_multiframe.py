@@ -20,9 +20,10 @@ from pyorthanc import Orthanc
 
 from app.app import AppSettings, run_study
 from deploy.local_services import ORTHANC_AET, LocalNode, free_port, wait_until
+from renalnode.ensemble import InferenceSettings
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
-FAST = AppSettings(use_mirroring=False)
+FAST = AppSettings(inference=InferenceSettings(use_mirroring=False))
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 
 

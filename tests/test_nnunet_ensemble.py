@@ -11,9 +11,10 @@ import torch
 from conftest import phantom_volume_and_label
 
 import operators.nnunet_ensemble as ensemble
-from renalnode.ensemble import EnsemblePredictor
+from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo"
+NO_MIRRORING = InferenceSettings(use_mirroring=False)
 
 
 def _ct(folder):
@@ -22,8 +23,8 @@ def _ct(folder):
 
 def test_model_is_loaded_once_per_process():
     before = ensemble.LOAD_COUNT
-    first = ensemble.cached_predictor(DEMO, use_mirroring=False)
-    second = ensemble.cached_predictor(DEMO, use_mirroring=False)
+    first = ensemble.cached_predictor(DEMO, NO_MIRRORING)
+    second = ensemble.cached_predictor(DEMO, NO_MIRRORING)
     assert second[1] is first[1]
     assert ensemble.LOAD_COUNT == before + (0 if before else 1)
     assert ensemble.LOAD_COUNT >= 1
@@ -51,14 +52,15 @@ def test_folds_are_averaged_on_probabilities(phantom_cases, tmp_path):
     hu = sitk.GetArrayFromImage(sitk.DICOMOrient(_ct(phantom_cases("HFS")), "LPS")).astype(np.float32)
     data = torch.from_numpy((np.clip(hu, -200, 300) - 50) / 100)[None]
 
-    def logits(folds):
-        predictor = EnsemblePredictor(nnunet_dir, folds, use_mirroring=False).predictor
-        return predictor.predict_logits_from_preprocessed_data(data)
+    def probabilities(folds):
+        return EnsemblePredictor(nnunet_dir, folds, NO_MIRRORING).probabilities(data)
 
-    both, first, second = logits([0, 1]), logits([0]), logits([1])
-    mean_of_probabilities = (torch.softmax(first, 0) + torch.softmax(second, 0)) / 2
-    torch.testing.assert_close(torch.softmax(both, 0), mean_of_probabilities, atol=1e-5, rtol=1e-4)
-    mean_of_logits = torch.softmax((first + second) / 2, 0)
+    both, first, second = probabilities([0, 1]), probabilities([0]), probabilities([1])
+    mean_of_probabilities = (first + second) / 2
+    torch.testing.assert_close(both, mean_of_probabilities, atol=1e-5, rtol=1e-4)
+    # The mean of the folds' logits, from their log-probabilities (each differs from the logits by a
+    # per-voxel constant, which softmax takes away again).
+    mean_of_logits = torch.softmax((first.log() + second.log()) / 2, 0)
     assert (mean_of_logits - mean_of_probabilities).abs().max() > 1e-3
 
 
@@ -66,7 +68,7 @@ def test_labels_return_to_the_ct_grid_in_every_position(phantom_cases):
     """The same patient scanned head- or feet-first gets the same labels in patient space, voxel for
     voxel; prone, only bowel gas moves (it rises to the other side), so the kidneys still agree. A
     flipped axis anywhere would break this."""
-    _, predictor = ensemble.cached_predictor(DEMO, use_mirroring=False)
+    _, predictor = ensemble.cached_predictor(DEMO, NO_MIRRORING)
     in_lps = {}
     for position in ("HFS", "FFS", "HFP"):
         ct = _ct(phantom_cases(position))
@@ -81,3 +83,33 @@ def test_labels_return_to_the_ct_grid_in_every_position(phantom_cases):
     # Prone, the model sees another body outline and differs at the kidneys' edges; a flipped axis
     # would put the two label maps apart altogether.
     assert 2 * (supine & prone).sum() / (supine.sum() + prone.sum()) > 0.95
+
+
+def test_region_focus_runs_the_full_pass_around_what_the_coarse_pass_finds(phantom_cases):
+    """The phantom's volume widened with air on both sides, as a large field of view is: the full
+    pass runs the whole volume's tiles that overlap the coarse pass's box with its margin, everything
+    they do not cover is background, and the labels agree with the whole-volume pass. A volume with
+    nothing in it gets the whole pass."""
+    whole = EnsemblePredictor(DEMO / "nnunet", [0], NO_MIRRORING)
+    focus = EnsemblePredictor(DEMO / "nnunet", [0], InferenceSettings(use_mirroring=False, region_focus=True))
+    ct = sitk.DICOMOrient(_ct(phantom_cases("HFS")), "LPS")
+    data, _ = whole.preprocess(sitk.GetArrayFromImage(ct), ct.GetSpacing()[::-1])
+    air = float(data.min())
+    data = torch.nn.functional.pad(torch.from_numpy(data), (60, 60), value=air)  # last axis
+
+    box = focus._kidney_box(data, torch.device("cpu"))
+    assert box is not None and box[-1].stop - box[-1].start < data.shape[-1] - 100
+    labels_whole, labels_focus = whole.probabilities(data).argmax(0), focus.probabilities(data).argmax(0)
+    tiles = focus.window.tiles(tuple(data.shape[1:]), box)
+    assert 0 < len(tiles) < len(focus.window.tiles(tuple(data.shape[1:])))
+    covered = torch.zeros(labels_focus.shape, dtype=torch.bool)
+    for tile in tiles:
+        covered[tile] = True
+    assert not labels_focus[~covered].any()
+    inside = torch.zeros(labels_focus.shape, dtype=torch.bool)
+    inside[box] = True
+    assert (labels_focus[inside] == labels_whole[inside]).double().mean() > 0.9999
+
+    empty = torch.full((1, 40, 70, 70), air)
+    assert focus._kidney_box(empty, torch.device("cpu")) is None
+    assert not focus.probabilities(empty).argmax(0).any()

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import run_renalnode
 
-from renalnode.ensemble import EnsemblePredictor
+from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.model_package import ModelPackageError, load_model_package
 
 SMOKE = ("--profile", "tiny", "--trainer", "nnUNetTrainerRenalSmoke")
@@ -106,7 +106,7 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
 
     case = sorted(p for p in phantom_set.iterdir())[0]
     image = sitk.DICOMOrient(sitk.ReadImage(str(case / "image.nii.gz")), "LPS")
-    labels = EnsemblePredictor(loaded.nnunet_dir, loaded.folds, use_mirroring=False).segment(
+    labels = EnsemblePredictor(loaded.nnunet_dir, loaded.folds, InferenceSettings(use_mirroring=False)).segment(
         sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing()[::-1])
     assert labels.shape == sitk.GetArrayFromImage(image).shape
     assert set(np.unique(labels)) <= {0, 1, 2, 3}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from renalnode.ensemble import EnsemblePredictor
+from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.labels import CATALOGUE
 from renalnode.model_package import folds_with_checkpoint
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
@@ -240,7 +240,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
         targets.append(("shifted", list(phantom_cases(shifted))))
         report["shifted_acquisition"] = shifted_description(shifted)
     if targets:
-        predictor = EnsemblePredictor(folder, folds, use_mirroring=test_mirroring)
+        predictor = EnsemblePredictor(folder, folds, InferenceSettings(use_mirroring=test_mirroring))
     for key, pairs in targets:
         print(f"[evaluate] {key}: {len(pairs)} cases with the ensemble of folds {folds}", file=log, flush=True)
         case_set = CaseSet(predict_cases(predictor, pairs, folder / f"predictions_{key}", log))

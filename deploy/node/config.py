@@ -155,6 +155,9 @@ class NodeSection(Section):
     max_attempts: int = Field(3, ge=1, description="runs of a job before it has failed")
     mirroring: bool = Field(True, description="test-time mirroring (8 passes per tile; slow on a CPU)")
     tile_step_size: float = Field(0.5, gt=0, le=1, description="sliding-window step as a fraction of the patch")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="a CPU's arithmetic for the network (bfloat16: faster on CPUs with its instructions)")
+    region_focus: bool = Field(False, description="full-resolution tiles only around the kidneys a coarse pass finds")
     runner: Literal["in-process", "map"] = Field(
         "in-process", description='"map": the MAP container per job (Docker, or Podman where no Docker daemon runs)')
     map_image: str = Field("", description="the MAP image (runner = \"map\")")
@@ -235,6 +238,8 @@ class NodeConfig:
     max_attempts: int
     mirroring: bool
     tile_step_size: float
+    precision: str
+    region_focus: bool
     retry_base_seconds: float
     retry_max_seconds: float
     runner: str
@@ -289,6 +294,7 @@ def load_config(path: Path) -> NodeConfig:
         model=node.model, routing_rules=file.routing.rules, series_rules=file.routing.series_rules,
         destinations=file.destinations, quiet_seconds=node.quiet_seconds, max_wait_seconds=node.max_wait_seconds,
         max_attempts=node.max_attempts, mirroring=node.mirroring, tile_step_size=node.tile_step_size,
+        precision=node.precision, region_focus=node.region_focus,
         retry_base_seconds=file.dispatch.retry_base_seconds, retry_max_seconds=file.dispatch.retry_max_seconds,
         runner=node.runner, map_image=node.map_image, map_model=node.map_model,
         map_timeout_seconds=node.map_timeout_seconds,

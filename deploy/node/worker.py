@@ -21,6 +21,7 @@ from deploy.node.journal import JobState, Journal
 from deploy.node.journal.rows import JobRow
 from deploy.node.metrics import NodeMetrics
 from deploy.node.spool import Spool
+from renalnode.ensemble import InferenceSettings
 from renalnode.privacy import identifiers_in, redact
 from renalnode.run_record import COMPLETED, RECORD_NAME, RunRecord
 
@@ -37,8 +38,9 @@ class Worker:
         `device` is shown there (the process's CUDA devices were chosen before it started)."""
         self.config, self.journal, self.spool, self.metrics = config, journal, spool, metrics
         self.name, self.device = name, device
-        self.settings = AppSettings(series_rules=config.series_rules, tile_step_size=config.tile_step_size,
-                                    use_mirroring=config.mirroring)
+        self.settings = AppSettings(series_rules=config.series_rules, inference=InferenceSettings(
+            tile_step_size=config.tile_step_size, use_mirroring=config.mirroring, precision=config.precision,
+            region_focus=config.region_focus))
         self.engine = find_engine() if config.runner == "map" else None
         if config.runner == "map" and self.engine is None:
             raise ValueError("node.runner is 'map' but no container engine (docker or podman) runs on this machine")
@@ -58,7 +60,9 @@ class Worker:
             "-v", f"{self.config.series_rules}:{MAP_SERIES_RULES}:ro", *model,
             "-e", f"RENALNODE_SERIES_RULES={MAP_SERIES_RULES}",
             "-e", f"RENALNODE_MIRRORING={int(self.config.mirroring)}",
-            "-e", f"RENALNODE_TILE_STEP_SIZE={self.config.tile_step_size}", self.config.map_image)
+            "-e", f"RENALNODE_TILE_STEP_SIZE={self.config.tile_step_size}",
+            "-e", f"RENALNODE_PRECISION={self.config.precision}",
+            "-e", f"RENALNODE_REGION_FOCUS={int(self.config.region_focus)}", self.config.map_image)
 
     def run_app(self, input_folder: Path, output_folder: Path, job_id: int) -> RunRecord:
         if self.config.runner == "in-process":
