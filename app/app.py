@@ -56,7 +56,7 @@ class AppSettings:
     """What a site may tune without code. Environment: RENALNODE_SERIES_RULES (a rules file),
     RENALNODE_TILE_STEP_SIZE (sliding-window step as a fraction of the patch, 0 < s <= 1; smaller is
     slower and smoother), RENALNODE_MIRRORING (test-time mirroring, 1 or 0), RENALNODE_PRECISION
-    (float32 or bfloat16 on a CPU), RENALNODE_REGION_FOCUS (1 or 0) and RENALNODE_BATCH_SIZE (network
+    (auto, float32 or bfloat16 on a CPU), RENALNODE_REGION_FOCUS (1 or 0) and RENALNODE_BATCH_SIZE (network
     inputs per call; 0 chooses): see renalnode.ensemble.InferenceSettings."""
     series_rules: Path = DEFAULT_SERIES_RULES
     inference: InferenceSettings = InferenceSettings()
@@ -66,7 +66,7 @@ class AppSettings:
         env = os.environ
         inference = InferenceSettings(tile_step_size=float(env.get("RENALNODE_TILE_STEP_SIZE", 0.5)),
                                       use_mirroring=_flag(env.get("RENALNODE_MIRRORING", "1")),
-                                      precision=env.get("RENALNODE_PRECISION", "float32"),
+                                      precision=env.get("RENALNODE_PRECISION", "auto"),
                                       region_focus=_flag(env.get("RENALNODE_REGION_FOCUS", "0")),
                                       batch_size=int(env.get("RENALNODE_BATCH_SIZE", "0")) or None)
         return cls(series_rules=Path(env.get("RENALNODE_SERIES_RULES", DEFAULT_SERIES_RULES)), inference=inference)

@@ -65,7 +65,9 @@ def plain_nnunet(ct: sitk.Image, package_dir: Path, folds: list[int], mirroring:
                "-step_size", "0.5", "-device", device, "-npp", "1", "-nps", "1"]
     if not mirroring:
         command.append("--disable_tta")
-    env = dict(os.environ, nnUNet_extTrainer=str(TRAINERS_DIR))
+    # nnU-Net runs torch on nnUNet_def_n_proc threads (this script sets 1 for its own worker pools):
+    # plain nnU-Net gets every core, as renalnode does.
+    env = dict(os.environ, nnUNet_extTrainer=str(TRAINERS_DIR), nnUNet_def_n_proc=str(os.cpu_count() or 1))
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env)
     seconds = time.perf_counter() - start

@@ -60,7 +60,7 @@ class InferenceSettings:
     inputs (tiles and mirror images) per call, None to choose one for the device."""
     tile_step_size: float = 0.5
     use_mirroring: bool = True
-    precision: str = "float32"
+    precision: str = "auto"
     region_focus: bool = False
     batch_size: int | None = None
 

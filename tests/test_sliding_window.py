@@ -16,6 +16,7 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
 from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.orientation import canonical
+from renalnode.sliding_window import cpu_has_native_bfloat16, resolve_precision
 
 NNUNET_DIR = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo" / "nnunet"
 
@@ -45,7 +46,8 @@ def _nnunet_tile_loop(nnunet: nnUNetPredictor, data: torch.Tensor) -> torch.Tens
 
 
 def test_batched_tiles_and_mirrors_give_the_probabilities_of_nnunets_tile_loop(phantom_cases):
-    ours = EnsemblePredictor(NNUNET_DIR, [0], InferenceSettings(use_mirroring=True, batch_size=6))
+    ours = EnsemblePredictor(NNUNET_DIR, [0], InferenceSettings(use_mirroring=True, batch_size=6,
+                                                                        precision="float32"))
     ct = canonical(phantom_volume_and_label(phantom_cases("HFS"))[0].image)
     data, _ = ours.preprocess(sitk.GetArrayFromImage(ct), ct.GetSpacing()[::-1])
     # A block around the middle, larger than a tile on every axis and not a multiple of one: the
@@ -68,8 +70,18 @@ def test_a_study_gets_the_labels_of_nnunets_predictor(phantom_cases):
     export resampling in numpy) against renalnode's, on the whole small phantom."""
     ct = canonical(phantom_volume_and_label(phantom_cases("HFS"))[0].image)
     volume, spacing = sitk.GetArrayFromImage(ct).astype(np.float32), list(ct.GetSpacing()[::-1])
-    ours = EnsemblePredictor(NNUNET_DIR, [0], InferenceSettings(use_mirroring=False)).segment(volume, spacing)
+    ours = EnsemblePredictor(NNUNET_DIR, [0], InferenceSettings(use_mirroring=False, precision="float32")).segment(
+        volume, spacing)
     theirs = _nnunet(use_mirroring=False).predict_single_npy_array(volume[None], {"spacing": spacing})
     assert ours.shape == theirs.shape == volume.shape
     assert (theirs == 1).sum() > 1000
     assert (ours == theirs).mean() >= 0.9999
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_has_its_instructions():
+    assert cpu_has_native_bfloat16("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_native_bfloat16("flags : fpu avx2 amx_bf16 amx_tile\n")
+    assert cpu_has_native_bfloat16("Features : fp asimd bf16 i8mm\n")  # Arm
+    assert not cpu_has_native_bfloat16("flags : fpu avx2 avx512f avx512bw\n")  # emulated: float32 is faster
+    assert resolve_precision("float32") == "float32" and resolve_precision("bfloat16") == "bfloat16"
+    assert resolve_precision("auto") == ("bfloat16" if cpu_has_native_bfloat16() else "float32")

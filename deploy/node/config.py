@@ -155,8 +155,8 @@ class NodeSection(Section):
     max_attempts: int = Field(3, ge=1, description="runs of a job before it has failed")
     mirroring: bool = Field(True, description="test-time mirroring (8 passes per tile; slow on a CPU)")
     tile_step_size: float = Field(0.5, gt=0, le=1, description="sliding-window step as a fraction of the patch")
-    precision: Literal["float32", "bfloat16"] = Field(
-        "float32", description="a CPU's arithmetic for the network (bfloat16: faster on CPUs with its instructions)")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="a CPU's arithmetic for the network; auto: bfloat16 where the CPU has its instructions")
     region_focus: bool = Field(False, description="full-resolution tiles only around the kidneys a coarse pass finds")
     runner: Literal["in-process", "map"] = Field(
         "in-process", description='"map": the MAP container per job (Docker, or Podman where no Docker daemon runs)')
