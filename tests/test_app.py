@@ -174,7 +174,7 @@ def test_non_ct_study_through_the_map_environment_gives_a_reason(tmp_path):
 @pytest.mark.parametrize("variable, value, message", [
     ("RENALNODE_TILE_STEP_SIZE", "0", "tile step size 0.0 is not in (0, 1]"),
     ("RENALNODE_MIRRORING", "maybe", "not a yes/no value: 'maybe'"),
-    ("RENALNODE_PRECISION", "float16", "precision 'float16' is not one of float32, bfloat16"),
+    ("RENALNODE_PRECISION", "float16", "precision 'float16' is not one of auto, float32, bfloat16"),
     ("RENALNODE_BATCH_SIZE", "-2", "batch size -2 is not a positive number"),
     ("HOLOSCAN_MODEL_PATH", "{tmp}", "no model package (model.json) at {tmp}"),
 ])
