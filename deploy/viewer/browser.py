@@ -127,15 +127,30 @@ class OhifStudy:
     def load_seg(self) -> list[dict]:
         """Double-click the SEG in the study browser and answer "Yes": the radiologist's way. Returns
         the segmentations OHIF then holds, each with its segments' labels and colours."""
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.by import By
 
-        thumbnails = self._wait(lambda: [
-            t for t in self.driver.find_elements(By.CSS_SELECTOR, "[data-cy^=study-browser-thumbnail]")
-            if t.text.startswith("SEG")], "the SEG in the study browser")
-        ActionChains(self.driver).double_click(thumbnails[0]).perform()
-        self._wait(lambda: [b for b in self._buttons("Yes") if b.is_displayed()],
-                   'the "open this Segmentation?" prompt')
+        def seg_thumbnails():
+            return [t for t in self.driver.find_elements(By.CSS_SELECTOR, "[data-cy^=study-browser-thumbnail]")
+                    if t.text.startswith("SEG")]
+
+        self._wait(seg_thumbnails, "the SEG in the study browser")
+        next_click = [0.0]
+
+        def prompt():
+            """The prompt's button; until it shows, the SEG double-clicked again every 20 s: a click
+            that lands while OHIF still re-renders the study browser is lost (seen under load)."""
+            shown = [b for b in self._buttons("Yes") if b.is_displayed()]
+            if not shown and time.monotonic() >= next_click[0]:
+                next_click[0] = time.monotonic() + 20
+                try:
+                    ActionChains(self.driver).double_click(seg_thumbnails()[0]).perform()
+                except (IndexError, StaleElementReferenceException):
+                    next_click[0] = 0.0  # re-rendered between finding and clicking: again at once
+            return shown
+
+        self._wait(prompt, 'the "open this Segmentation?" prompt')
         self._dismiss("Yes")
         return self._wait(lambda: [s for s in self.driver.execute_script(_SEGMENTS) if s["segments"]],
                           "the segmentation")
