@@ -29,8 +29,9 @@ from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
 from renalnode.nnunet_trainers import TRAINERS_DIR
 from renalnode.orientation import back_to_grid, canonical
+from renalnode.precision import PRECISIONS
 from renalnode.probability_resampling import ProbabilityResampler
-from renalnode.sliding_window import PRECISIONS, SlidingWindow
+from renalnode.sliding_window import SlidingWindow
 
 SOFTMAX_SLAB = 16  # slices (first spatial axis) turned into probabilities at once
 # Around what the coarse pass finds, the full pass also covers this much (mm): masses grow out of
@@ -53,7 +54,7 @@ class InferenceSettings:
     """How the ensemble runs, as a site may tune it (the app's environment, the node's [node] table).
 
     `tile_step_size`: sliding-window step as a fraction of the patch; `use_mirroring`: test-time
-    mirroring; `precision`: a CPU's arithmetic (sliding_window.PRECISIONS); `region_focus`: a coarse
+    mirroring; `precision`: a CPU's arithmetic (precision.PRECISIONS); `region_focus`: a coarse
     pass (first fold, no mirroring, tiles without overlap) finds the kidneys and the full pass runs
     only the whole volume's tiles that overlap their box widened by FOCUS_MARGIN_MM, the rest being
     background; `batch_size`: network

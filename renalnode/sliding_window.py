@@ -13,38 +13,13 @@ import torch
 from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
 from torch import nn
 
+from renalnode.precision import resolve_precision
+
 # Network inputs per call on a CPU. Measured on the tiny profile (2-core AVX-512 CPU, ms per input):
 # float32 145 / 101 / 121 / 135 and bfloat16 44 / 48 / 46 / 61 at 1 / 2 / 4 / 8. Two is where PyTorch
 # takes oneDNN's convolution instead of its slow fallback and the activations still fit the cache.
 CPU_BATCH = 2
 MAX_BATCH = 64
-PRECISIONS = ("auto", "float32", "bfloat16")
-# CPU features that do bfloat16 arithmetic natively (x86: AVX-512 BF16, AMX; Arm: BF16). Without
-# them oneDNN emulates it, and float32 is the faster choice.
-NATIVE_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
-
-
-def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
-    """Whether /proc/cpuinfo (or the text given) lists a bfloat16 instruction set."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as file:
-                cpuinfo = file.read()
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() in ("flags", "Features") and NATIVE_BFLOAT16_FLAGS & set(value.split()):
-            return True
-    return False
-
-
-def resolve_precision(precision: str) -> str:
-    """"auto": bfloat16 on a CPU with native bfloat16 (3.57x against plain nnU-Net where float32 gives
-    1.52x, per-class Dice with plain >= 0.998: README, Speed and memory), float32 otherwise."""
-    if precision != "auto":
-        return precision
-    return "bfloat16" if cpu_has_native_bfloat16() else "float32"
 
 
 class SlidingWindow:

@@ -16,7 +16,7 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
 from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.orientation import canonical
-from renalnode.sliding_window import cpu_has_native_bfloat16, resolve_precision
+from renalnode.precision import cpu_has_native_bfloat16, resolve_precision
 
 NNUNET_DIR = Path(__file__).resolve().parents[1] / "models" / "renalnode-demo" / "nnunet"
 

@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from conftest import run_renalnode
 
 from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.model_package import ModelPackageError, load_model_package
+from training.workspace import Workspace
 
 SMOKE = ("--profile", "tiny", "--trainer", "nnUNetTrainerRenalSmoke")
 
@@ -124,3 +126,38 @@ def test_bad_train_arguments(tmp_path):
     result = run_renalnode("train", "run", "--workspace", str(tmp_path), "--dataset", "5", "--folds", "0,7",
                            check=False)
     assert result.returncode == 2 and "folds must be among" in result.stderr
+    result = run_renalnode("train", "run", "--workspace", str(tmp_path), "--dataset", "5", "--precision", "float16",
+                           check=False)
+    assert result.returncode == 2 and "invalid choice: 'float16'" in result.stderr
+
+
+@pytest.mark.parametrize("precision, network_dtype", [("bfloat16", torch.bfloat16), ("float32", torch.float32)])
+def test_a_cpu_trains_in_the_precision_asked_with_weights_and_loss_in_float32(trained, monkeypatch, precision,
+                                                                               network_dtype):
+    from renalnode.nnunet_trainers.renalnode_trainers import PRECISION_VARIABLE, nnUNetTrainerRenalSmoke
+
+    ws, _, _ = trained
+    Workspace(ws).activate()
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    preprocessed = ws / "nnUNet_preprocessed" / "Dataset042_Smoke"
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+
+    def plans():  # nnU-Net's trainer takes the resume flag out of the plans it is given
+        return {**json.loads((preprocessed / "nnUNetPlansRenalTiny.json").read_text()), "continue_training": False}
+    monkeypatch.setenv(PRECISION_VARIABLE, precision)
+    trainer = nnUNetTrainerRenalSmoke(plans(), "3d_fullres", 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    batch = next(trainer.get_dataloaders()[0])
+    seen = {}
+    trainer.network.register_forward_hook(lambda module, inputs, output: seen.update(network=output[0].dtype))
+    trainer.loss.loss.register_forward_pre_hook(lambda module, inputs: seen.update(loss=inputs[0][0].dtype))
+    before = next(trainer.network.parameters()).detach().clone()
+    result = trainer.train_step(batch)
+    assert seen == {"network": network_dtype, "loss": torch.float32}
+    after = next(trainer.network.parameters())
+    assert after.dtype == torch.float32 and not torch.equal(before, after)  # a float32 step was taken
+    assert np.isfinite(result["loss"])
+
+    monkeypatch.setenv(PRECISION_VARIABLE, "float16")
+    with pytest.raises(ValueError, match="RENALNODE_PRECISION 'float16' is not one of auto, float32, bfloat16"):
+        nnUNetTrainerRenalSmoke(plans(), "3d_fullres", 0, dataset_json, torch.device("cpu"))

@@ -5,6 +5,7 @@ import argparse
 import re
 from pathlib import Path
 
+from renalnode.precision import PRECISIONS
 from training.workspace import DEFAULT_WORKSPACE, Workspace
 
 
@@ -46,6 +47,9 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("run", parents=[common, model], help="plan, preprocess and train folds (resumes)")
     p.add_argument("--folds", type=_folds, default=[0, 1, 2, 3, 4], help="comma-separated folds (default 0-4)")
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when present, else cpu")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="a CPU's arithmetic in renalnode's trainers (default: RENALNODE_PRECISION, else auto: "
+                        "bfloat16 where the CPU has bfloat16 instructions)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", parents=[common, model], help="per-fold, cross-validation and test metrics")
@@ -84,7 +88,8 @@ def run_import(args) -> int:
 def run_train(args) -> int:
     from training.run import train
 
-    folder = train(Workspace(args.workspace), args.dataset, args.profile, args.folds, args.trainer, args.device)
+    folder = train(Workspace(args.workspace), args.dataset, args.profile, args.folds, args.trainer, args.device,
+                   args.precision)
     print(f"trained folds {args.folds} in {folder}")
     return 0
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from renalnode.ensemble import default_device
+from renalnode.nnunet_trainers.renalnode_trainers import PRECISION_VARIABLE
 from training.profiles import CONFIGURATION, PROFILES, TINY_PLANS, write_tiny_plans
 from training.workspace import Workspace
 
@@ -80,8 +81,9 @@ def _planned_epochs(trainer: str) -> int | None:
 
 
 def train(ws: Workspace, dataset_id: int, profile: str, folds: list[int], trainer: str | None = None,
-          device: str | None = None, log=sys.stderr) -> Path:
-    """Train the given folds; returns the trained-model folder."""
+          device: str | None = None, precision: str | None = None, log=sys.stderr) -> Path:
+    """Train the given folds; returns the trained-model folder. `precision` (PRECISIONS) is a CPU's
+    arithmetic in renalnode's trainers; by default theirs (`auto`, or RENALNODE_PRECISION)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
     if not folds or any(f not in range(5) for f in folds):
@@ -118,6 +120,7 @@ def train(ws: Workspace, dataset_id: int, profile: str, folds: list[int], traine
         resume = latest.exists()
         print(f"[fold {fold}] ({n}/{len(folds)}) {'resuming' if resume else 'training'} {trainer} on {device}",
               file=log, flush=True)
-        run_training(dataset, CONFIGURATION, fold, trainer, chosen.plans, continue_training=resume,
-                     device=torch.device(device))
+        with _env(**({PRECISION_VARIABLE: precision} if precision else {})):
+            run_training(dataset, CONFIGURATION, fold, trainer, chosen.plans, continue_training=resume,
+                         device=torch.device(device))
     return out

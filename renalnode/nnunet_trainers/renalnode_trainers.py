@@ -1,12 +1,33 @@
 """Short nnU-Net trainers for the tiny profile, found by nnU-Net through `nnUNet_extTrainer`.
 
-They change only the schedule; loss, augmentation and validation are nnU-Net's own. Checkpoints
-are written often so that an interrupted run resumes close to where it stopped.
+They change the schedule, and on a CPU with bfloat16 instructions the network's arithmetic
+(`RENALNODE_PRECISION`, as for inference); loss, augmentation and validation are nnU-Net's own.
+Checkpoints are written often so that an interrupted run resumes close to where it stopped.
 """
+import contextlib
+import os
+
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch.optim import AdamW
+
+from renalnode.precision import PRECISIONS, resolve_precision
+
+PRECISION_VARIABLE = "RENALNODE_PRECISION"
+
+
+class _Float32Loss(torch.nn.Module):
+    """nnU-Net's loss on float32 network outputs. Autocast leaves softmax and sums in the dtype they
+    receive: the Dice term's sums over a patch would be rounded to bfloat16's 3 digits."""
+
+    def __init__(self, loss: torch.nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, output, target):
+        output = [o.float() for o in output] if isinstance(output, (list, tuple)) else output.float()
+        return self.loss(output, target)
 
 
 class _ShortSchedule(nnUNetTrainer):
@@ -18,11 +39,35 @@ class _ShortSchedule(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         (self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch,
          self.save_every) = self.schedule
+        precision = os.environ.get(PRECISION_VARIABLE, "auto")
+        if precision not in PRECISIONS:
+            raise ValueError(f"{PRECISION_VARIABLE} {precision!r} is not one of {', '.join(PRECISIONS)}")
+        self.cpu_precision = resolve_precision(precision)
+
+    def _cpu_autocast(self):
+        """nnU-Net autocasts only on CUDA. A CPU with bfloat16 instructions runs the tiny network's
+        training step 1.8x faster in bfloat16 (0.30 against 0.55 s per batch, measured on this
+        project's 2-core build machine). Weights, gradients and the loss stay in float32."""
+        if self.device.type == "cpu" and self.cpu_precision == "bfloat16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _build_loss(self):
+        return _Float32Loss(super()._build_loss())
+
+    def train_step(self, batch: dict) -> dict:
+        with self._cpu_autocast():
+            return super().train_step(batch)
+
+    def validation_step(self, batch: dict) -> dict:
+        with self._cpu_autocast():
+            return super().validation_step(batch)
 
 
 class nnUNetTrainerRenalTiny(_ShortSchedule):
-    """The bundled demo model's schedule: 12,000 iterations, about two and a half hours a fold on a
-    2-core CPU (its learning curve is in models/renalnode-demo/; at 6,000 it was still rising).
+    """The bundled demo model's schedule: 24,000 iterations, about two and a quarter hours a fold on
+    a 2-core CPU with bfloat16 instructions (its learning curve is in models/renalnode-demo/; the
+    12,000 of the 0.3.0 model were still rising at their end).
 
     With this few iterations nnU-Net's SGD learns the kidney but not yet the lesions (seen on the
     phantoms: lesion Dice 0 after 1,750 iterations), so this trainer uses AdamW, which learns the
@@ -30,7 +75,7 @@ class nnUNetTrainerRenalTiny(_ShortSchedule):
     default is a third): centring every patch on it, as the first demo model did, left too little
     plain abdomen in training, and the model found kidney in the abdominal wall.
     """
-    schedule = (480, 25, 3, 10)
+    schedule = (960, 25, 3, 10)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
