@@ -74,8 +74,8 @@ demo-model: setup
 	$(VENV)/bin/renalnode train evaluate --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
 	  --no-mirroring --shifted $(DEMO_WORKSPACE)/shifted
 	$(VENV)/bin/renalnode train export --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
-	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.3.0 \
-	  --description "Demo model trained on 72 domain-randomised synthetic phantoms (renalnode phantom --small --position mixed, seeds 2026 and 2027) with the tiny profile, fold 0 (480 epochs). Not trained on patient data; not for clinical use."
+	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.4.0 \
+	  --description "Demo model trained on 72 domain-randomised synthetic phantoms (renalnode phantom --small --position mixed, seeds 2026 and 2027) with the tiny profile, fold 0 (960 epochs). Not trained on patient data; not for clinical use."
 
 # The MONAI Application Package: build context and manifests always, the image where Docker or Podman runs.
 map: setup

@@ -19,7 +19,8 @@ from renalnode.postprocessing_rules import PostprocessingRules
 from training.metrics import AT_LEAST_1CM
 
 DISTANCE_CANDIDATES_MM = (0.0, 5.0, 10.0, 20.0)  # 0: touching the kidney
-MIN_VOLUME_CANDIDATES_ML = (0.1, 0.2, 0.3, 0.5)
+# Up to 1 ml (a sphere of 12 mm): 0.5 ml, the largest candidate before, was the one kept for both classes.
+MIN_VOLUME_CANDIDATES_ML = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 # An F1 must rise by more than this to count: rounding noise never decides.
 MIN_GAIN = 1e-4
 
