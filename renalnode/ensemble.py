@@ -29,7 +29,7 @@ from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
 from renalnode.nnunet_trainers import TRAINERS_DIR
 from renalnode.orientation import back_to_grid, canonical
-from renalnode.precision import PRECISIONS
+from renalnode.precision import checked_precision
 from renalnode.probability_resampling import ProbabilityResampler
 from renalnode.sliding_window import SlidingWindow
 
@@ -68,8 +68,7 @@ class InferenceSettings:
     def __post_init__(self):
         if not 0 < self.tile_step_size <= 1:
             raise ValueError(f"tile step size {self.tile_step_size} is not in (0, 1]")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        checked_precision(self.precision)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch size {self.batch_size} is not a positive number")
 

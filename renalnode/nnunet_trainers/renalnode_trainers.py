@@ -12,7 +12,7 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch.optim import AdamW
 
-from renalnode.precision import PRECISIONS, resolve_precision
+from renalnode.precision import checked_precision, resolve_precision
 
 PRECISION_VARIABLE = "RENALNODE_PRECISION"
 
@@ -39,10 +39,8 @@ class _ShortSchedule(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         (self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch,
          self.save_every) = self.schedule
-        precision = os.environ.get(PRECISION_VARIABLE, "auto")
-        if precision not in PRECISIONS:
-            raise ValueError(f"{PRECISION_VARIABLE} {precision!r} is not one of {', '.join(PRECISIONS)}")
-        self.cpu_precision = resolve_precision(precision)
+        self.cpu_precision = resolve_precision(
+            checked_precision(os.environ.get(PRECISION_VARIABLE, "auto"), PRECISION_VARIABLE))
 
     def _cpu_autocast(self):
         """nnU-Net autocasts only on CUDA. A CPU with bfloat16 instructions runs the tiny network's
@@ -65,8 +63,8 @@ class _ShortSchedule(nnUNetTrainer):
 
 
 class nnUNetTrainerRenalTiny(_ShortSchedule):
-    """The bundled demo model's schedule: 24,000 iterations, about two and a quarter hours a fold on
-    a 2-core CPU with bfloat16 instructions (its learning curve is in models/renalnode-demo/; the
+    """The bundled demo model's schedule: 24,000 iterations, about three hours a fold on a 2-core
+    CPU with bfloat16 instructions (its learning curve is in models/renalnode-demo/; the
     12,000 of the 0.3.0 model were still rising at their end).
 
     With this few iterations nnU-Net's SGD learns the kidney but not yet the lesions (seen on the
