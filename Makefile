@@ -72,9 +72,9 @@ demo-model: setup
 	nice $(VENV)/bin/renalnode train run --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
 	  --folds $(DEMO_FOLDS)
 	$(VENV)/bin/renalnode train evaluate --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
-	  --no-mirroring --shifted $(DEMO_WORKSPACE)/shifted
+	  --shifted $(DEMO_WORKSPACE)/shifted
 	$(VENV)/bin/renalnode train export --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
-	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.4.0 \
+	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.4.1 \
 	  --description "Demo model trained on 72 domain-randomised synthetic phantoms (renalnode phantom --small --position mixed, seeds 2026 and 2027) with the tiny profile, fold 0 (960 epochs). Not trained on patient data; not for clinical use."
 
 # The MONAI Application Package: build context and manifests always, the image where Docker or Podman runs.

@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     dashboard, password = f"http://127.0.0.1:{web_port}", secrets.token_urlsafe(12)
     orthanc = LocalOrthanc(args.out / "orthanc", node_port=node_port)
     viewer = LocalViewer(args.out / "viewer", orthanc.url)
-    node = LocalNode(args.out / "node", orthanc.dicom_port, node_port, (ORTHANC_AET,),
+    # Test-time mirroring, as a site's node runs by default: the model's post-processing was chosen on
+    # mirrored predictions.
+    node = LocalNode(args.out / "node", orthanc.dicom_port, node_port, (ORTHANC_AET,), mirroring=True,
                      sections={"web": {"port": web_port, "username": "admin", "password_env": "RENALNODE_WEB_PASSWORD",
                                        "url": dashboard}},
                      env={"RENALNODE_WEB_PASSWORD": password})

@@ -75,6 +75,8 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     report = json.loads((folder / "evaluation.json").read_text())
     assert report["folds_evaluated"] == [0]
     assert report["cross_validation"]["cases"] == 1 and report["test"]["cases"] == 1 and report["shifted"]["cases"] == 1
+    assert all(report[key]["mirroring"] is True for key in ("cross_validation", "test", "shifted"))
+    assert result.stdout.count("Predicted with test-time mirroring, as the app predicts by default.") == 3
     assert {t["rule"] for t in report["postprocessing"]["trials"]} == {
         "kidney_largest_per_side", "cyst_touching_mass_is_mass", "lesion_max_distance_mm", "min_solid_mass_ml",
         "min_cyst_ml"}
@@ -99,12 +101,24 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert loaded.folds == [0] and loaded.card["trainer"] == "nnUNetTrainerRenalSmoke"
     assert loaded.card["training_data"]["training_cases"] == 5 and loaded.card["training_data"]["test_cases"] == 1
     assert loaded.postprocessing.as_dict() == report["postprocessing"]["rules"]
+    assert loaded.card["cross_validation"]["mirroring"] is True and loaded.card["test"]["mirroring"] is True
     shifted = loaded.card["shifted_test"]
     assert shifted["cases"] == 1 and shifted["acquisition"]["slice_mm"] == [6, 6]
     curve = loaded.card["learning_curve"]["0"]
     assert [point["epoch"] for point in curve] == [1, 2]  # the smoke trainer's two epochs
     assert all(point["train_loss"] == point["train_loss"] for point in curve)  # numbers, not NaN
     assert (package / "learning_curve_fold_0.png").is_file()
+
+    # The rules were chosen on the cross-validation predictions the app itself would make: fold 0's
+    # network on its validation case, mirrored, from the exported package.
+    splits = json.loads((package / "nnunet" / "splits_final.json").read_text())
+    [validation_case] = splits[0]["val"]
+    predicted = sitk.ReadImage(str(folder / "predictions_cross_validation" / f"{validation_case}.nii.gz"))
+    ct = sitk.ReadImage(str(ws / "nnUNet_raw" / "Dataset042_Smoke" / "imagesTr" / f"{validation_case}_0000.nii.gz"),
+                        sitk.sitkFloat32)
+    assert predicted.GetSize() == ct.GetSize()
+    app_labels = EnsemblePredictor(loaded.nnunet_dir, [0], InferenceSettings()).segment_image(ct)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(predicted), app_labels)
 
     case = sorted(p for p in phantom_set.iterdir())[0]
     image = sitk.DICOMOrient(sitk.ReadImage(str(case / "image.nii.gz")), "LPS")

@@ -55,7 +55,8 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("evaluate", parents=[common, model], help="per-fold, cross-validation and test metrics")
     p.add_argument("--no-test", action="store_true", help="skip the held-out test split")
     p.add_argument("--no-mirroring", action="store_true",
-                   help="predict the test split without mirroring test-time augmentation (8x faster on a CPU)")
+                   help="predict every split without test-time mirroring (8x faster on a CPU); the app mirrors "
+                        "unless RENALNODE_MIRRORING=0, so rules chosen this way suit an app run without it")
     p.add_argument("--shifted", type=Path, metavar="DIR",
                    help="also evaluate a shifted test set: cases rendered outside the training ranges, as "
                         "`renalnode phantom` writes them (<case>/image.nii.gz + label.nii.gz)")
@@ -98,7 +99,7 @@ def run_evaluate(args) -> int:
     from training.evaluate import evaluate, markdown
 
     report = evaluate(Workspace(args.workspace), args.dataset, args.profile, args.trainer, test=not args.no_test,
-                      test_mirroring=not args.no_mirroring, shifted=args.shifted)
+                      mirroring=not args.no_mirroring, shifted=args.shifted)
     print(markdown(report))
     print(f"written: {report['model_folder']}/evaluation.json and evaluation.md")
     return 0

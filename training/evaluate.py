@@ -3,9 +3,16 @@ the held-out test split and, optionally, a shifted test set, each with and witho
 post-processing rules that the cross-validation chose; as JSON and as Markdown tables shaped like
 the paper's Table II.
 
+Every split is predicted as the app predicts (renalnode's ensemble, test-time mirroring unless
+turned off): each fold's network on its own validation cases for the cross-validation, the ensemble
+of the folds for the test and shifted sets. nnU-Net's own validation predictions are not used:
+renalnode's trainers validate without mirroring, and rules chosen on predictions unlike the app's
+would be tuned to errors the app does not make (mirroring removes most of the small false lesions
+that a minimum volume would otherwise be chosen against).
+
 The rules are chosen on the cross-validation predictions only (training/postprocessing_choice.py),
 then applied unchanged to the test split and the shifted set, so those stay held out. Predictions
-of the test and shifted cases are written beside the model (`predictions_test/`,
+are written beside the model (`predictions_cross_validation/`, `predictions_test/`,
 `predictions_shifted/`) on each case's own grid, where they can be opened over the CT.
 """
 from __future__ import annotations
@@ -32,9 +39,12 @@ from training.workspace import Workspace
 
 ROWS = tuple((c.key, c.evaluation_name) for c in CATALOGUE)
 LESION_ROWS = tuple(row for row, c in zip(ROWS, CATALOGUE) if c.is_lesion) + (("any_lesion", "Any lesion"),)
-SPLITS = (("cross_validation", "Cross-validation (nnU-Net validation predictions of every fold)"),
+SPLITS = (("cross_validation", "Cross-validation (each fold's network on its validation cases)"),
           ("test", "Held-out test split (ensemble of the folds, probabilities averaged)"),
           ("shifted", "Shifted test set (acquisition outside the training ranges; ensemble of the folds)"))
+
+MIRRORED = "Predicted with test-time mirroring, as the app predicts by default."
+NOT_MIRRORED = "Predicted without test-time mirroring (`--no-mirroring`); the app mirrors by default."
 
 
 @dataclass(frozen=True)
@@ -70,17 +80,12 @@ def _read(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def cross_validation_cases(folder: Path, fold: int, raw: Path) -> list[CaseFiles]:
-    """One fold's validation cases with nnU-Net's own validation predictions (fold_N/validation)."""
-    predictions = sorted((folder / f"fold_{fold}" / "validation").glob("*.nii.gz"))
-    if not predictions:
-        raise ValueError(f"fold {fold} has no validation predictions in {folder}; train it first")
-    cases = []
-    for prediction in predictions:
-        case_id = prediction.name[: -len(".nii.gz")]
-        cases.append(CaseFiles(case_id, raw / "imagesTr" / f"{case_id}_0000.nii.gz", raw / "labelsTr" / prediction.name,
-                               prediction))
-    return cases
+def validation_pairs(splits: Path, fold: int, raw: Path) -> list[tuple[str, Path, Path]]:
+    """(case id, image, label) of one fold's validation cases, as nnU-Net's splits_final.json holds them."""
+    if not splits.is_file():
+        raise ValueError(f"{splits} is missing; train the folds first (`renalnode train run`)")
+    case_ids = json.loads(splits.read_text())[fold]["val"]
+    return [(c, raw / "imagesTr" / f"{c}_0000.nii.gz", raw / "labelsTr" / f"{c}.nii.gz") for c in sorted(case_ids)]
 
 
 def predict_cases(predictor: EnsemblePredictor, pairs: list[tuple[str, Path, Path]], out: Path, log) -> list[CaseFiles]:
@@ -170,6 +175,8 @@ def markdown(report: dict) -> str:
         if not summary:
             continue
         lines += [f"### {title}: {summary['cases']} cases", ""]
+        if "mirroring" in summary:
+            lines += [MIRRORED if summary["mirroring"] else NOT_MIRRORED, ""]
         if key == "shifted" and report.get("shifted_acquisition"):
             a = report["shifted_acquisition"]
             if "pixel_mm" in a:
@@ -204,8 +211,9 @@ def markdown(report: dict) -> str:
 
 
 def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None = None, test: bool = True,
-             test_mirroring: bool = True, shifted: Path | None = None, log=sys.stderr) -> dict:
-    """Evaluate every trained fold; writes evaluation.json and evaluation.md into the model folder."""
+             mirroring: bool = True, shifted: Path | None = None, log=sys.stderr) -> dict:
+    """Evaluate every trained fold; writes evaluation.json and evaluation.md into the model folder.
+    `mirroring`: test-time mirroring in every split's predictions, as the app's RENALNODE_MIRRORING."""
     ws.activate()
     chosen = PROFILES[profile]
     dataset = ws.dataset_name(dataset_id)
@@ -220,7 +228,15 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     none = PostprocessingRules()
     report: dict = {"dataset": dataset, "model_folder": str(folder), "folds_evaluated": folds,
                     "metric_definitions": " ".join(METRICS_DOC.split()), "folds": {}}
-    fold_sets = {fold: CaseSet(cross_validation_cases(folder, fold, raw)) for fold in folds}
+    settings = InferenceSettings(use_mirroring=mirroring)
+    splits = ws.preprocessed / dataset / "splits_final.json"
+    fold_sets = {}
+    for fold in folds:
+        pairs = validation_pairs(splits, fold, raw)
+        print(f"[evaluate] fold {fold}: predicting its {len(pairs)} validation cases "
+              f"({'with' if mirroring else 'without'} mirroring)", file=log, flush=True)
+        fold_sets[fold] = CaseSet(predict_cases(EnsemblePredictor(folder, [fold], settings), pairs,
+                                                folder / "predictions_cross_validation", log))
     cross_validation = CaseSet([c for s in fold_sets.values() for c in s.cases])
     print(f"[evaluate] choosing post-processing on {len(cross_validation.cases)} cross-validation cases "
           f"(folds {folds})", file=log, flush=True)
@@ -228,6 +244,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     report["postprocessing"] = {"rules": rules.as_dict(), "trials": trials}
     report["cross_validation_without_postprocessing"] = cross_validation.evaluate(none).summary()
     report["cross_validation"] = cross_validation.evaluate(rules).summary()
+    report["cross_validation"]["mirroring"] = mirroring
     for fold, case_set in fold_sets.items():
         case_set.midlines = cross_validation.midlines
         report["folds"][str(fold)] = case_set.evaluate(rules).summary()
@@ -240,13 +257,13 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
         targets.append(("shifted", list(phantom_cases(shifted))))
         report["shifted_acquisition"] = shifted_description(shifted)
     if targets:
-        predictor = EnsemblePredictor(folder, folds, InferenceSettings(use_mirroring=test_mirroring))
+        predictor = EnsemblePredictor(folder, folds, settings)
     for key, pairs in targets:
         print(f"[evaluate] {key}: {len(pairs)} cases with the ensemble of folds {folds}", file=log, flush=True)
         case_set = CaseSet(predict_cases(predictor, pairs, folder / f"predictions_{key}", log))
         report[f"{key}_without_postprocessing"] = case_set.evaluate(none).summary()
         report[key] = case_set.evaluate(rules).summary()
-        report[key]["mirroring"] = test_mirroring
+        report[key]["mirroring"] = mirroring
     (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "evaluation.md").write_text(markdown(report))
     return report

@@ -21,7 +21,8 @@ from training.workspace import Workspace
 
 INFERENCE_KEYS = ("network_weights", "trainer_name", "init_args", "inference_allowed_mirroring_axes",
                   "current_epoch")
-SUMMARY_KEYS = ("cases", "per_class", "average", "lesion_detection", "lesion_detection_by_size", "volume_error")
+SUMMARY_KEYS = ("cases", "mirroring", "per_class", "average", "lesion_detection", "lesion_detection_by_size",
+                "volume_error")
 CURVE_EVERY = 10  # epochs between the points of the learning curve kept in the card
 NOT_FOR_CLINICAL_USE = ("Research use only; not for diagnostic use unless a site validates it on its own data.")
 
@@ -97,7 +98,7 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
         # The rules the cross-validation kept; the app applies exactly these.
         "postprocessing": evaluation.get("postprocessing", {}).get("rules", {}),
         "cross_validation": {k: cv[k] for k in SUMMARY_KEYS if k in cv},
-        "test": {k: evaluation["test"][k] for k in SUMMARY_KEYS + ("mirroring",) if k in evaluation["test"]}
+        "test": {k: evaluation["test"][k] for k in SUMMARY_KEYS if k in evaluation["test"]}
         if "test" in evaluation else None,
         "shifted_test": {"acquisition": evaluation.get("shifted_acquisition"),
                          **{k: evaluation["shifted"][k] for k in SUMMARY_KEYS if k in evaluation["shifted"]}}
