@@ -74,7 +74,7 @@ demo-model: setup
 	$(VENV)/bin/renalnode train evaluate --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
 	  --shifted $(DEMO_WORKSPACE)/shifted
 	$(VENV)/bin/renalnode train export --workspace $(DEMO_WORKSPACE) --dataset $(DEMO_DATASET) --profile tiny \
-	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.4.1 \
+	  --out models/renalnode-demo --name renalnode-demo-phantom --version 0.4.2 \
 	  --description "Demo model trained on 72 domain-randomised synthetic phantoms (renalnode phantom --small --position mixed, seeds 2026 and 2027) with the tiny profile, fold 0 (960 epochs). Not trained on patient data; not for clinical use."
 
 # The MONAI Application Package: build context and manifests always, the image where Docker or Podman runs.

@@ -63,10 +63,10 @@ class NnunetEnsembleOperator(RecordingOperator):
         with self.record.stage("model"):
             package, predictor = cached_predictor(self.model_dir, self.settings)
         self.record.model = {"name": package.name, "version": package.version, "path": str(package.path),
-                             "folds": package.folds,
+                             "folds": package.folds, "decision_offsets": package.decision_offsets,
                              "device": str(predictor.device), "loaded_now": LOAD_COUNT > loads_before,
                              "tile_step_size": self.settings.tile_step_size, "mirroring": self.settings.use_mirroring,
                              "precision": self.settings.precision, "region_focus": self.settings.region_focus}
         with self.record.stage("inference"):
-            label = package.to_catalogue(predictor.segment_image(volume.image))
+            label = package.to_catalogue(predictor.segment_image(volume.image, package.network_offsets))
         op_output.emit(SegmentedVolume(volume, label, package), "segmented")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ SOFTMAX_SLAB = 16  # slices (first spatial axis) turned into probabilities at on
 # Around what the coarse pass finds, the full pass also covers this much (mm): masses grow out of
 # the kidney, and a coarse, single-fold pass misses their edges.
 FOCUS_MARGIN_MM = 25.0
+Offsets = Sequence[float] | None  # a log-probability offset per network output, or none
 
 
 def default_device() -> torch.device:
@@ -193,8 +195,17 @@ class EnsemblePredictor:
         return probabilities.clamp_(min=1e-12).log_()
 
     @torch.inference_mode()
-    def segment(self, volume_zyx: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-        """Label map (uint8, same shape) of a CT volume in HU indexed (z, y, x) with spacing in mm."""
+    def segment(self, volume_zyx: np.ndarray, spacing_zyx: tuple[float, float, float],
+                offsets: Offsets = None) -> np.ndarray:
+        """Label map (uint8, same shape) of a CT volume in HU indexed (z, y, x) with spacing in mm.
+        `offsets`: a log-probability offset per network output, added before the argmax (a model's
+        decision offsets, model.json's "decision_offsets"), or None."""
+        return self.segment_each(volume_zyx, spacing_zyx, [offsets])[0]
+
+    @torch.inference_mode()
+    def segment_each(self, volume_zyx: np.ndarray, spacing_zyx: tuple[float, float, float],
+                     offsets: list[Offsets]) -> list[np.ndarray]:
+        """`segment`'s label map for each entry of `offsets`, from one pass of the network."""
         data, properties = self.preprocess(volume_zyx, spacing_zyx)
         probabilities = self.probabilities(torch.from_numpy(data))
         del data
@@ -205,15 +216,26 @@ class EnsemblePredictor:
         box_shape = properties["shape_after_cropping_and_before_resampling"]
         resampler = ProbabilityResampler(probabilities.shape[1:], box_shape, network_spacing, spacing,
                                          probabilities.device, **self.resampling)
-        cropped = resampler.argmax(self.log_probabilities(probabilities))
+        shifts = [None if o is None else torch.tensor(self._checked_offsets(o), dtype=torch.float32) for o in offsets]
+        cropped = resampler.argmax_each(self.log_probabilities(probabilities), shifts)
         del probabilities
-        labels = insert_crop_into_image(np.zeros(properties["shape_before_cropping"], dtype=np.uint8), cropped,
-                                        properties["bbox_used_for_cropping"])
-        return np.ascontiguousarray(labels.transpose(self.plans.transpose_backward))
+        return [np.ascontiguousarray(insert_crop_into_image(
+            np.zeros(properties["shape_before_cropping"], dtype=np.uint8), labels,
+            properties["bbox_used_for_cropping"]).transpose(self.plans.transpose_backward)) for labels in cropped]
 
-    def segment_image(self, ct: sitk.Image) -> np.ndarray:
+    def _checked_offsets(self, offsets: Sequence[float]) -> list[float]:
+        if len(offsets) != self.labels.num_segmentation_heads:
+            raise ValueError(f"{len(offsets)} decision offsets for a network of "
+                             f"{self.labels.num_segmentation_heads} outputs")
+        return [float(o) for o in offsets]
+
+    def segment_image(self, ct: sitk.Image, offsets: Offsets = None) -> np.ndarray:
         """Label map (uint8, numpy order k, j, i) of a CT in HU, on its own grid whatever its
-        orientation: reoriented to LPS for nnU-Net and put back afterwards."""
+        orientation: reoriented to LPS for nnU-Net and put back afterwards. `offsets` as `segment`."""
+        return self.segment_image_each(ct, [offsets])[0]
+
+    def segment_image_each(self, ct: sitk.Image, offsets: list[Offsets]) -> list[np.ndarray]:
+        """`segment_image`'s label map for each entry of `offsets`, from one pass of the network."""
         lps = canonical(ct)
-        labels = self.segment(sitk.GetArrayViewFromImage(lps), lps.GetSpacing()[::-1])
-        return back_to_grid(labels, lps, ct)
+        return [back_to_grid(labels, lps, ct)
+                for labels in self.segment_each(sitk.GetArrayViewFromImage(lps), lps.GetSpacing()[::-1], offsets)]

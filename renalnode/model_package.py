@@ -66,6 +66,22 @@ class ModelPackage:
         return lookup[label]
 
     @property
+    def decision_offsets(self) -> dict[str, float]:
+        """Log-probability offsets per catalogue class, added before the argmax, that the model's
+        cross-validation chose (none for a package that names none)."""
+        return dict(self.card.get("decision_offsets") or {})
+
+    @property
+    def network_offsets(self) -> list[float] | None:
+        """`decision_offsets` per network output (every value naming a class gets its offset), as
+        EnsemblePredictor takes them; None when they are all zero."""
+        offsets = self.decision_offsets
+        if not any(offsets.values()):
+            return None
+        values = sorted(int(v) for v in self.card["labels"])
+        return [offsets.get(self.card["labels"][str(v)], 0.0) for v in values]
+
+    @property
     def postprocessing(self) -> PostprocessingRules:
         """The rules the model's cross-validation kept (none for a package that names none)."""
         return PostprocessingRules.from_dict(self.card.get("postprocessing"))
@@ -83,6 +99,19 @@ def _check_labels(labels, card_path: Path) -> None:
         raise ModelPackageError(f"{card_path}: labels name no value for {missing}")
     if labels.get("0", BACKGROUND_KEY) != BACKGROUND_KEY:
         raise ModelPackageError(f"{card_path}: label 0 must be background, as nnU-Net requires")
+
+
+def _check_decision_offsets(offsets, card_path: Path) -> None:
+    if offsets is None:
+        return
+    if not isinstance(offsets, dict):
+        raise ModelPackageError(f"{card_path}: decision_offsets must map catalogue classes to numbers, not {offsets!r}")
+    for key, value in offsets.items():
+        if key not in VALUE_OF_KEY or key == BACKGROUND_KEY:
+            raise ModelPackageError(f"{card_path}: decision_offsets names {key!r}; the catalogue's classes are "
+                                    f"{[c.key for c in CATALOGUE]}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ModelPackageError(f"{card_path}: decision_offsets[{key!r}] must be a finite number, not {value!r}")
 
 
 def folds_with_checkpoint(model_dir: Path) -> list[int]:
@@ -119,6 +148,7 @@ def load_model_package(path: Path) -> ModelPackage:
     if sorted(dataset_labels.values()) != sorted(int(v) for v in card["labels"]):
         raise ModelPackageError(f"{path}: dataset.json label values {sorted(dataset_labels.values())} are not "
                                 f"the card's {sorted(int(v) for v in card['labels'])}")
+    _check_decision_offsets(card.get("decision_offsets"), card_path)
     try:
         PostprocessingRules.from_dict(card.get("postprocessing"))
     except (TypeError, ValueError) as exc:

@@ -11,10 +11,14 @@ them runs with none.
   keeps its kidney label. Kidney predicted anywhere else (abdominal wall, spleen, bowel) becomes
   background. A horseshoe kidney is one complex on both sides; a pole cut off by a central mass
   still touches the mass and stays.
-- `cyst_touching_mass_is_mass`: a cyst component touching a solid mass becomes part of that mass.
-  A solid mass with a necrotic or cystic part is one solid lesion (as in Bosniak's classification,
-  where a solid component makes a cystic lesion suspicious); calling its cystic part a separate
-  cyst would report a benign finding inside a malignant-looking one. Solid is never turned to cyst.
+- `cyst_in_mass_border_share`: a cyst component of which at least this share of the border (the
+  voxels around it) is solid mass becomes part of that mass; 0 takes any contact. A solid mass with
+  a necrotic or cystic part is one solid lesion (as in Bosniak's classification, where a solid
+  component makes a cystic lesion suspicious); calling its cystic part a separate cyst would report
+  a benign finding inside a malignant-looking one. A necrotic core is wrapped in its mass, while a
+  cyst that merely lies against a mass shares a small part of its border with it. Solid is never
+  turned to cyst. (Cards written before this rule name `cyst_touching_mass_is_mass`: true is a
+  share of 0.)
 - `lesion_max_distance_mm`: a lesion component farther than this from every kidney voxel becomes
   background: renal masses and cysts grow from the kidney. Distances are between voxel edges, so
   a lesion touching the kidney is 0 mm from it.
@@ -41,7 +45,7 @@ CONNECTIVITY = np.ones((3, 3, 3), bool)
 @dataclass(frozen=True)
 class PostprocessingRules:
     kidney_largest_per_side: bool = False
-    cyst_touching_mass_is_mass: bool = False
+    cyst_in_mass_border_share: float | None = None
     lesion_max_distance_mm: float | None = None
     min_solid_mass_ml: float = 0.0
     min_cyst_ml: float = 0.0
@@ -53,20 +57,27 @@ class PostprocessingRules:
     def from_dict(cls, values: dict | None) -> PostprocessingRules:
         """Rules from a model card; an unknown rule is an error, never silently skipped."""
         values = dict(values or {})
+        if "cyst_touching_mass_is_mass" in values:
+            touching = values.pop("cyst_touching_mass_is_mass")
+            if not isinstance(touching, bool):
+                raise ValueError(f"cyst_touching_mass_is_mass must be true or false, not {touching!r}")
+            values.setdefault("cyst_in_mass_border_share", 0.0 if touching else None)
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown post-processing rules {unknown}; this renalnode knows "
                              f"{[f.name for f in fields(cls)]}")
-        for name in ("kidney_largest_per_side", "cyst_touching_mass_is_mass"):
-            if name in values and not isinstance(values[name], bool):
-                raise ValueError(f"{name} must be true or false, not {values[name]!r}")
-        for name in ("lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"):
+        largest = values.get("kidney_largest_per_side", False)
+        if not isinstance(largest, bool):
+            raise ValueError(f"kidney_largest_per_side must be true or false, not {largest!r}")
+        for name in ("cyst_in_mass_border_share", "lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"):
             value = values.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"{name} must be a number, not {value!r}")
         rules = cls(**values)
         if rules.lesion_max_distance_mm is not None and rules.lesion_max_distance_mm < 0:
             raise ValueError("lesion_max_distance_mm must not be negative")
+        if rules.cyst_in_mass_border_share is not None and not 0 <= rules.cyst_in_mass_border_share <= 1:
+            raise ValueError("cyst_in_mass_border_share must be between 0 and 1")
         if rules.min_solid_mass_ml < 0 or rules.min_cyst_ml < 0:
             raise ValueError("minimum lesion volumes must not be negative")
         return rules
@@ -124,7 +135,7 @@ def _keep_largest_kidney_per_side(label: np.ndarray, right: np.ndarray) -> np.nd
     return label
 
 
-def _merge_cysts_into_touching_masses(label: np.ndarray) -> np.ndarray:
+def _merge_cysts_into_enclosing_masses(label: np.ndarray, min_share: float) -> np.ndarray:
     mass = label == labels.SOLID_MASS
     if not mass.any():
         return label
@@ -132,7 +143,9 @@ def _merge_cysts_into_touching_masses(label: np.ndarray) -> np.ndarray:
     label = label.copy()
     for index, _, box in parts:
         part = found[box] == index
-        if (ndimage.binary_dilation(part, CONNECTIVITY) & mass[box]).any():
+        border = ndimage.binary_dilation(part, CONNECTIVITY) & ~part
+        on_mass = int((border & mass[box]).sum())
+        if on_mass and on_mass >= min_share * int(border.sum()):
             label[box][part] = labels.SOLID_MASS
     return label
 
@@ -196,8 +209,8 @@ def apply_rules(label: np.ndarray, geometry: sitk.Image, hu: np.ndarray, rules: 
         midline = body_midline_x(geometry, hu) if midline_x is None else midline_x
         label = _keep_largest_kidney_per_side(label, np.broadcast_to(
             right_of_midline(geometry, midline, label.shape), label.shape))
-    if rules.cyst_touching_mass_is_mass:
-        label = _merge_cysts_into_touching_masses(label)
+    if rules.cyst_in_mass_border_share is not None:
+        label = _merge_cysts_into_enclosing_masses(label, rules.cyst_in_mass_border_share)
     if rules.lesion_max_distance_mm is not None:
         label = _drop_lesions_far_from_kidney(label, spacing_zyx, rules.lesion_max_distance_mm)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0

@@ -68,17 +68,26 @@ class ProbabilityResampler:
             return F.interpolate(values, size=self.shape_out[1:], mode="bilinear", align_corners=False)
         return self.axes[2].apply(self.axes[1].apply(values, 2), 3)
 
-    def argmax(self, probabilities: torch.Tensor) -> np.ndarray:
-        """uint8 label map on the output shape."""
-        labels = np.empty(self.shape_out, dtype=np.uint8)
+    def argmax_each(self, probabilities: torch.Tensor, offsets: list[torch.Tensor | None]) -> list[np.ndarray]:
+        """uint8 label maps on the output shape, one per entry of `offsets` (None, or one value per
+        channel added before the argmax), from a single interpolation of the probabilities: an
+        evaluation compares several decision offsets at the cost of one."""
+        maps = [np.empty(self.shape_out, dtype=np.uint8) for _ in offsets]
         plane_bytes = probabilities.shape[0] * self.shape_out[1] * self.shape_out[2] * 4
         slab = max(1, SLAB_BYTES // plane_bytes)
+        shifts = [None if o is None else o.to(probabilities.device, torch.float32).view(-1, 1, 1, 1) for o in offsets]
         for start in range(0, self.shape_out[0], slab):
             rows = slice(start, min(start + slab, self.shape_out[0]))
             values = self.axes[0].apply(probabilities, 1, rows).float()
             values = self._in_plane(values)
-            labels[rows] = first_argmax(values).cpu().numpy()
-        return labels
+            for labels, shift in zip(maps, shifts):
+                # In place, and taken off again: a shifted copy would double the slab's memory.
+                if shift is not None:
+                    values.add_(shift)
+                labels[rows] = first_argmax(values).cpu().numpy()
+                if shift is not None:
+                    values.sub_(shift)
+        return maps
 
 
 def first_argmax(values: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ def test_end_to_end(phantom_cases, tmp_path, position):
     # rules and the documented tiny-component clean-up, voxel for voxel on the CT's own slices.
     volume, truth = phantom_volume_and_label(case)
     package, predictor = ensemble.cached_predictor(DEMO, FAST.inference)
-    raw = predictor.segment_image(volume.image)
+    raw = predictor.segment_image(volume.image, package.network_offsets)
     expected, findings = find_findings(raw, volume.image, package.postprocessing)
     assert (expected != raw).sum() < 0.05 * (raw > 0).sum()  # the rules only drop what lies apart
     seg = hd.seg.segread(tmp_path / "seg.dcm")

@@ -23,6 +23,17 @@ FAST = AppSettings(inference=InferenceSettings(use_mirroring=False))
 REORDERED = ("background", "cyst", "kidney", "solid_mass")
 
 
+# Both packages of the comparison carry it, so the app must give each network output its class's offset.
+CYST_OFFSET = {"cyst": 1.5}
+
+
+def _with_offsets(package: Path) -> Path:
+    card = json.loads((package / "model.json").read_text())
+    card["decision_offsets"] = CYST_OFFSET
+    (package / "model.json").write_text(json.dumps(card))
+    return package
+
+
 def _reordered_package(tmp_path: Path) -> Path:
     """The demo model with its output channels permuted, its dataset.json and card saying so."""
     package = tmp_path / "reordered"
@@ -46,6 +57,16 @@ def _reordered_package(tmp_path: Path) -> Path:
     return package
 
 
+def _weightless_copy(folder: Path, **card_changes) -> Path:
+    """The demo package at `folder` without its weights (enough for the package check), its card
+    changed as given."""
+    shutil.copytree(DEMO, folder, ignore=shutil.ignore_patterns("*.pth"))
+    (folder / "nnunet" / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    card = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**card, **card_changes}))
+    return folder
+
+
 def _segments(seg_path: Path) -> tuple[list[tuple], np.ndarray]:
     ds = pydicom.dcmread(seg_path)
     described = [(s.SegmentLabel, s.SegmentedPropertyCategoryCodeSequence[0].CodeValue,
@@ -56,9 +77,11 @@ def _segments(seg_path: Path) -> tuple[list[tuple], np.ndarray]:
 
 def test_reordered_model_gives_the_same_seg_codes_colours_and_voxels(phantom_cases, tmp_path):
     study = phantom_cases("HFS") / "dicom"
-    bundled = run_study(study, tmp_path / "bundled", DEMO, FAST)
-    reordered = run_study(study, tmp_path / "reordered-out", _reordered_package(tmp_path), FAST)
+    shutil.copytree(DEMO, tmp_path / "demo")
+    bundled = run_study(study, tmp_path / "bundled", _with_offsets(tmp_path / "demo"), FAST)
+    reordered = run_study(study, tmp_path / "reordered-out", _with_offsets(_reordered_package(tmp_path)), FAST)
     assert bundled.status == reordered.status == "completed"
+    assert bundled.model["decision_offsets"] == reordered.model["decision_offsets"] == CYST_OFFSET
     expected, expected_pixels = _segments(tmp_path / "bundled" / bundled.outputs["SEG"]["file"])
     found, pixels = _segments(tmp_path / "reordered-out" / reordered.outputs["SEG"]["file"])
     assert any(label.endswith("kidney") for label, *_ in expected)
@@ -78,18 +101,35 @@ def test_mapping_translates_values_and_keeps_identity_cheap(tmp_path):
 
 def test_several_values_may_name_one_class_and_others_background(tmp_path):
     """A TotalSegmentator-style layout: left and right kidney, and an organ renalnode does not report."""
-    package = tmp_path / "sides"
-    shutil.copytree(DEMO, package, ignore=shutil.ignore_patterns("*.pth"))
-    (package / "nnunet" / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
     layout = {"0": "background", "1": "kidney", "2": "kidney", "3": "background", "4": "solid_mass", "5": "cyst"}
+    package = _weightless_copy(tmp_path / "sides", labels=layout)
     card = json.loads((package / "model.json").read_text())
-    card["labels"] = layout
-    (package / "model.json").write_text(json.dumps(card))
     dataset = json.loads((package / "nnunet" / "dataset.json").read_text())
     dataset["labels"] = {"background": 0, "kidney_right": 1, "kidney_left": 2, "liver": 3, "tumor": 4, "cyst": 5}
     (package / "nnunet" / "dataset.json").write_text(json.dumps(dataset))
     loaded = load_model_package(package)
     assert loaded.to_catalogue(np.arange(6, dtype=np.uint8)).tolist() == [0, 1, 1, 0, 2, 3]
+    # Decision offsets name catalogue classes: every network value of that class gets its offset.
+    card["decision_offsets"] = {"kidney": -0.5, "cyst": 1.5, "solid_mass": 0.0}
+    (package / "model.json").write_text(json.dumps(card))
+    assert load_model_package(package).network_offsets == [0.0, -0.5, -0.5, 0.0, 0.0, 1.5]
+    card["decision_offsets"] = {"cyst": 0}
+    (package / "model.json").write_text(json.dumps(card))
+    assert load_model_package(package).network_offsets is None  # the network's own argmax
+
+
+@pytest.mark.parametrize("offsets, message", [
+    ({"tumour": 1.0}, "decision_offsets names 'tumour'"),
+    ({"background": 1.0}, "decision_offsets names 'background'"),
+    ({"cyst": "1"}, "must be a finite number"),
+    ({"cyst": float("nan")}, "must be a finite number"),
+    ({"cyst": True}, "must be a finite number"),
+    ([1.0], "must map catalogue classes to numbers"),
+])
+def test_package_refuses_decision_offsets_it_cannot_apply(tmp_path, offsets, message):
+    package = _weightless_copy(tmp_path / "bad-offsets", decision_offsets=offsets)
+    with pytest.raises(ModelPackageError, match=message):
+        load_model_package(package)
 
 
 @pytest.mark.parametrize("labels, dataset_values, message", [
@@ -100,12 +140,7 @@ def test_several_values_may_name_one_class_and_others_background(tmp_path):
     ({"0": "background", "1": "kidney", "2": "solid_mass", "4": "cyst"}, None, "are not the card's"),
 ])
 def test_package_refuses_mappings_it_cannot_trust(tmp_path, labels, dataset_values, message):
-    package = tmp_path / "bad"
-    shutil.copytree(DEMO, package, ignore=shutil.ignore_patterns("*.pth"))
-    (package / "nnunet" / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
-    card = json.loads((package / "model.json").read_text())
-    card["labels"] = labels
-    (package / "model.json").write_text(json.dumps(card))
+    package = _weightless_copy(tmp_path / "bad", labels=labels)
     if dataset_values is not None:
         dataset = json.loads((package / "nnunet" / "dataset.json").read_text())
         dataset["labels"] = {f"class{v}" if v else "background": v for v in dataset_values}

@@ -20,7 +20,7 @@ from renalnode.model_package import ModelPackageError, load_model_package
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.evaluate import CaseFiles, CaseSet
 from training.phantom.generate import make_case
-from training.postprocessing_choice import choose_rules
+from training.postprocessing_choice import choose_offsets, choose_rules, offset_candidates
 
 ALL_RULES = PostprocessingRules(kidney_largest_per_side=True, lesion_max_distance_mm=5.0, min_solid_mass_ml=0.3,
                                 min_cyst_ml=0.3)
@@ -100,7 +100,7 @@ def test_a_necrotic_core_called_cyst_returns_to_its_mass_and_other_cysts_stay():
     else:
         pytest.fail("no phantom among the first 8 of seed 11 has both a solid mass with a core and a cyst")
     hu = sitk.GetArrayViewFromImage(ct)
-    merge = PostprocessingRules(cyst_touching_mass_is_mass=True)
+    merge = PostprocessingRules(cyst_in_mass_border_share=0.0)
     mislabelled = label.copy()
     mislabelled[core] = labels.CYST
     merged = apply_rules(mislabelled, ct, hu, merge)
@@ -109,6 +109,22 @@ def test_a_necrotic_core_called_cyst_returns_to_its_mass_and_other_cysts_stay():
         touches_mass = (ndimage.binary_dilation(cyst, np.ones((3, 3, 3), bool)) & (label == labels.SOLID_MASS)).any()
         assert (merged[cyst] == (labels.SOLID_MASS if touches_mass else labels.CYST)).all()
     assert (merged[label == labels.SOLID_MASS] == labels.SOLID_MASS).all()
+
+
+def test_a_cyst_joins_a_mass_only_when_the_mass_wraps_enough_of_its_border():
+    """A core wrapped in its mass joins it at any share; a cyst lying against one face of the mass
+    (about a fifth of its border) joins only when any contact is asked for."""
+    label = np.full((24, 24, 30), labels.KIDNEY, np.uint8)
+    label[5:15, 5:15, 5:15] = labels.SOLID_MASS
+    label[8:12, 8:12, 8:12] = labels.CYST    # the core
+    label[5:15, 5:15, 15:19] = labels.CYST   # against the mass's face
+    ct = sitk.GetImageFromArray(np.zeros(label.shape, np.int16))
+    hu = sitk.GetArrayViewFromImage(ct)
+    for share, side_joins in ((0.0, True), (0.2, True), (0.25, False), (0.5, False), (1.0, False)):
+        merged = apply_rules(label, ct, hu, PostprocessingRules(cyst_in_mass_border_share=share))
+        assert (merged[8:12, 8:12, 8:12] == labels.SOLID_MASS).all()
+        assert (merged[5:15, 5:15, 15:19] == (labels.SOLID_MASS if side_joins else labels.CYST)).all(), share
+    assert (apply_rules(label, ct, hu, PostprocessingRules()) == label).all()
 
 
 def test_rules_from_a_card_are_checked():
@@ -122,6 +138,12 @@ def test_rules_from_a_card_are_checked():
         PostprocessingRules.from_dict({"kidney_largest_per_side": "no"})
     with pytest.raises(ValueError, match="true or false"):
         PostprocessingRules.from_dict({"cyst_touching_mass_is_mass": 1})
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        PostprocessingRules.from_dict({"cyst_in_mass_border_share": 1.5})
+    # Cards written before the border share named the merge as a switch: any contact.
+    assert PostprocessingRules.from_dict({"cyst_touching_mass_is_mass": True}) == PostprocessingRules(
+        cyst_in_mass_border_share=0.0)
+    assert PostprocessingRules.from_dict({"cyst_touching_mass_is_mass": False}) == PostprocessingRules()
     with pytest.raises(ValueError, match="must be a number"):
         PostprocessingRules.from_dict({"lesion_max_distance_mm": "5"})
 
@@ -144,25 +166,73 @@ def test_choice_keeps_only_rules_that_raise_f1(tmp_path):
     for index in range(2):
         case = make_case(11, index, "FFS", small=True)
         ct, label = _ct_and_label(case)
-        folder = tmp_path / case.case_id
-        folder.mkdir()
-        paths = {}
-        for name, array in (("image", case.hu.astype(np.int16)), ("label", label),
-                            ("prediction", _invent(label, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1]))):
-            image = sitk.GetImageFromArray(array)
-            image.CopyInformation(ct)
-            paths[name] = folder / f"{name}.nii.gz"
-            sitk.WriteImage(image, str(paths[name]))
-        cases.append(CaseFiles(case.case_id, paths["image"], paths["label"], paths["prediction"]))
+        cases.append(_case_files(tmp_path, case.case_id, ct, case.hu, label,
+                                 _invent(label, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1])))
     case_set = CaseSet(cases)
     rules, trials = choose_rules(lambda r: case_set.evaluate(r).summary())
     assert rules.kidney_largest_per_side and rules.lesion_max_distance_mm is not None
     assert rules.min_solid_mass_ml == 0 and rules.min_cyst_ml == 0
     after = case_set.evaluate(rules).summary()
     assert after["per_class"]["kidney"]["f1"] == 1.0 and after["lesion_detection"]["any_lesion"]["false_positives"] == 0
-    assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "cyst_touching_mass_is_mass",
+    assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "cyst_in_mass_border_share",
                                           "lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"}
     assert all(not t["raises_f1"] for t in trials if t["rule"].startswith("min_"))
+
+
+def test_offsets_are_kept_only_when_they_raise_mean_f1_without_more_false_lesions(tmp_path):
+    """Three candidates' labels of the same cases: no offsets (cysts drawn two voxels too small), one
+    that draws them one voxel too small, and one that draws them exactly but invents a 15 mm mass
+    far from the kidneys. The first that beats no offsets without a new false lesion is kept."""
+    zero, closer, inventing = {"solid_mass": 0.0, "cyst": 0.0}, {"solid_mass": 0.0, "cyst": 0.5}, \
+        {"solid_mass": 1.0, "cyst": 1.0}
+    sets = {}
+    for index in range(4):
+        case = make_case(11, index, "HFS", small=True)
+        ct, label = _ct_and_label(case)
+        if not (label == labels.CYST).any():
+            continue
+        spacing = ct.GetSpacing()[::-1]
+        far = np.argwhere((case.hu > -300) & (ndimage.distance_transform_edt(label == 0, sampling=spacing) > 40))
+        invented = label.copy()
+        half = np.ceil(7.5 / np.array(spacing)).astype(int)
+        invented[tuple(slice(c - r, c + r) for c, r in zip(far[len(far) // 2], half))] = labels.SOLID_MASS
+        for offsets, prediction in ((zero, _shrink_cysts(label, 2)), (closer, _shrink_cysts(label, 1)),
+                                    (inventing, invented)):
+            folder = tmp_path / f"{offsets['solid_mass']}_{offsets['cyst']}"
+            sets.setdefault(folder.name, []).append(_case_files(folder, case.case_id, ct, case.hu, label, prediction))
+    assert len(sets[next(iter(sets))]) >= 2, "too few phantoms with cysts among the first 4 of seed 11"
+    case_sets = {name: CaseSet(cases) for name, cases in sets.items()}
+    chosen, trials = choose_offsets([zero, closer, inventing], lambda o: case_sets[
+        f"{o['solid_mass']}_{o['cyst']}"].evaluate(PostprocessingRules()).summary())
+    assert chosen == closer
+    by_offsets = {json.dumps(t["offsets"]): t for t in trials}
+    assert by_offsets[json.dumps(closer)]["mean_f1"] > by_offsets[json.dumps(zero)]["mean_f1"]
+    assert by_offsets[json.dumps(inventing)]["f1"]["cyst"] == 1.0
+    assert not by_offsets[json.dumps(inventing)]["allowed"] and by_offsets[json.dumps(closer)]["allowed"]
+    assert [t["chosen"] for t in trials] == [False, True, False]
+    # The grid the evaluation tries: no offsets first, every lesion class, each combination once.
+    grid = offset_candidates()
+    assert grid[0] == zero and len({json.dumps(o) for o in grid}) == len(grid) == 25
+
+
+def _shrink_cysts(label: np.ndarray, voxels: int) -> np.ndarray:
+    shrunk = label.copy()
+    cyst = label == labels.CYST
+    shrunk[cyst & ~ndimage.binary_erosion(cyst, iterations=voxels)] = labels.KIDNEY
+    return shrunk
+
+
+def _case_files(folder: Path, case_id: str, ct: sitk.Image, hu: np.ndarray, label: np.ndarray,
+                prediction: np.ndarray) -> CaseFiles:
+    folder = folder / case_id
+    folder.mkdir(parents=True)
+    paths = {}
+    for name, array in (("image", hu.astype(np.int16)), ("label", label), ("prediction", prediction)):
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(ct)
+        paths[name] = folder / f"{name}.nii.gz"
+        sitk.WriteImage(image, str(paths[name]))
+    return CaseFiles(case_id, paths["image"], paths["label"], paths["prediction"])
 
 
 def test_the_rules_a_package_names_are_what_find_findings_applies(tmp_path):

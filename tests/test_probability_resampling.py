@@ -25,14 +25,20 @@ CASES = [  # shape in, shape out, spacing in, spacing out (nnU-Net's axis order)
 def test_labels_are_those_of_nnunet_export_resampling(shape_in, shape_out, spacing_in, spacing_out, monkeypatch):
     monkeypatch.setattr(resampling, "SLAB_BYTES", 4 * 7 * shape_out[1] * shape_out[2] * 4)  # 7-slice slabs
     probabilities = np.random.default_rng(0).random((4, *shape_in)).astype(np.float32)
-    expected = resample_data_or_seg_to_shape(probabilities, shape_out, spacing_in, spacing_out, is_seg=False,
-                                             order=1, order_z=0, force_separate_z=None).argmax(0)
-    labels = ProbabilityResampler(shape_in, shape_out, spacing_in, spacing_out, torch.device("cpu")).argmax(
-        torch.from_numpy(probabilities))
+    resampled = resample_data_or_seg_to_shape(probabilities, shape_out, spacing_in, spacing_out, is_seg=False,
+                                              order=1, order_z=0, force_separate_z=None)
+    offsets = np.array([0.0, 0.0, 0.1, 0.3], np.float32)
+    labels, offset_labels = ProbabilityResampler(shape_in, shape_out, spacing_in, spacing_out,
+                                                 torch.device("cpu")).argmax_each(
+        torch.from_numpy(probabilities), [None, torch.from_numpy(offsets)])
     assert labels.dtype == np.uint8 and labels.shape == tuple(shape_out)
     # nnU-Net interpolates in float64, here in float32: a voxel whose two best classes are within
     # rounding may go either way.
-    assert (labels == expected).mean() > 0.99999
+    assert (labels == resampled.argmax(0)).mean() > 0.99999
+    # A constant offset commutes with the interpolation: it is added to the interpolated values.
+    offset_expected = (resampled + offsets[:, None, None, None]).argmax(0)
+    assert (offset_labels == offset_expected).mean() > 0.99999
+    assert (offset_labels == 3).sum() > (labels == 3).sum()
 
 
 def test_first_argmax_takes_the_first_of_equal_classes():

@@ -68,9 +68,10 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert "Held-out test split (ensemble of the folds, probabilities averaged): 1 cases" in result.stdout
     assert "Shifted test set (acquisition outside the training ranges; ensemble of the folds): 1 cases" in result.stdout
     assert "slices 6-6 mm, noise 50-50 HU, positions FFP" in result.stdout
-    assert "Without and with the post-processing rules" in result.stdout
+    assert "the network's own argmax) and with the decision offsets and post-processing rules:" in result.stdout
     assert "| Lesions | Size | Count | Detected | Sensitivity (%) | False positives | FP per case |" in result.stdout
     assert "### Post-processing chosen on the cross-validation" in result.stdout
+    assert "### Decision offsets chosen on the cross-validation" in result.stdout
     folder = next((ws / "nnUNet_results").glob("*/*/evaluation.json")).parent
     report = json.loads((folder / "evaluation.json").read_text())
     assert report["folds_evaluated"] == [0]
@@ -78,7 +79,7 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert all(report[key]["mirroring"] is True for key in ("cross_validation", "test", "shifted"))
     assert result.stdout.count("Predicted with test-time mirroring, as the app predicts by default.") == 3
     assert {t["rule"] for t in report["postprocessing"]["trials"]} == {
-        "kidney_largest_per_side", "cyst_touching_mass_is_mass", "lesion_max_distance_mm", "min_solid_mass_ml",
+        "kidney_largest_per_side", "cyst_in_mass_border_share", "lesion_max_distance_mm", "min_solid_mass_ml",
         "min_cyst_ml"}
     for key in ("cross_validation", "test", "shifted"):
         summary, raw = report[key], report[f"{key}_without_postprocessing"]
@@ -101,6 +102,13 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert loaded.folds == [0] and loaded.card["trainer"] == "nnUNetTrainerRenalSmoke"
     assert loaded.card["training_data"]["training_cases"] == 5 and loaded.card["training_data"]["test_cases"] == 1
     assert loaded.postprocessing.as_dict() == report["postprocessing"]["rules"]
+    # Every candidate offset was tried on the cross-validation and its labels kept beside the model;
+    # the card carries the kept ones.
+    offset_trials = report["decision_offsets"]["trials"]
+    assert len(offset_trials) == 25 and sum(t["chosen"] for t in offset_trials) == 1
+    assert loaded.decision_offsets == report["decision_offsets"]["offsets"] == next(
+        t["offsets"] for t in offset_trials if t["chosen"])
+    assert len(list((folder / "predictions_cross_validation" / "offsets").glob("*/*.nii.gz"))) == 25
     assert loaded.card["cross_validation"]["mirroring"] is True and loaded.card["test"]["mirroring"] is True
     shifted = loaded.card["shifted_test"]
     assert shifted["cases"] == 1 and shifted["acquisition"]["slice_mm"] == [6, 6]
@@ -110,14 +118,15 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert (package / "learning_curve_fold_0.png").is_file()
 
     # The rules were chosen on the cross-validation predictions the app itself would make: fold 0's
-    # network on its validation case, mirrored, from the exported package.
+    # network on its validation case, mirrored, under the kept offsets, from the exported package.
     splits = json.loads((package / "nnunet" / "splits_final.json").read_text())
     [validation_case] = splits[0]["val"]
     predicted = sitk.ReadImage(str(folder / "predictions_cross_validation" / f"{validation_case}.nii.gz"))
     ct = sitk.ReadImage(str(ws / "nnUNet_raw" / "Dataset042_Smoke" / "imagesTr" / f"{validation_case}_0000.nii.gz"),
                         sitk.sitkFloat32)
     assert predicted.GetSize() == ct.GetSize()
-    app_labels = EnsemblePredictor(loaded.nnunet_dir, [0], InferenceSettings()).segment_image(ct)
+    app_labels = EnsemblePredictor(loaded.nnunet_dir, [0], InferenceSettings()).segment_image(
+        ct, loaded.network_offsets)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(predicted), app_labels)
 
     case = sorted(p for p in phantom_set.iterdir())[0]

@@ -1,7 +1,7 @@
 """`renalnode train evaluate`: the paper's metrics and lesion-level figures for the cross-validation,
-the held-out test split and, optionally, a shifted test set, each with and without the
-post-processing rules that the cross-validation chose; as JSON and as Markdown tables shaped like
-the paper's Table II.
+the held-out test split and, optionally, a shifted test set, each with and without the decision
+offsets and post-processing rules that the cross-validation chose; as JSON and as Markdown tables
+shaped like the paper's Table II.
 
 Every split is predicted as the app predicts (renalnode's ensemble, test-time mirroring unless
 turned off): each fold's network on its own validation cases for the cross-validation, the ensemble
@@ -10,14 +10,19 @@ renalnode's trainers validate without mirroring, and rules chosen on predictions
 would be tuned to errors the app does not make (mirroring removes most of the small false lesions
 that a minimum volume would otherwise be chosen against).
 
-The rules are chosen on the cross-validation predictions only (training/postprocessing_choice.py),
-then applied unchanged to the test split and the shifted set, so those stay held out. Predictions
-are written beside the model (`predictions_cross_validation/`, `predictions_test/`,
-`predictions_shifted/`) on each case's own grid, where they can be opened over the CT.
+The offsets and rules are chosen on the cross-validation predictions only
+(training/postprocessing_choice.py), then applied unchanged to the test split and the shifted set,
+so those stay held out. Each cross-validation case is labelled under every candidate offset from
+one network pass. Predictions are written beside the model (`predictions_cross_validation/`, with
+every candidate's under `offsets/`; `predictions_test/`, `predictions_shifted/`, with the network's
+own argmax under `without_offsets/` when offsets were kept) on each case's own grid, where they can
+be opened over the CT.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from renalnode.ensemble import EnsemblePredictor, InferenceSettings
-from renalnode.labels import CATALOGUE
+from renalnode.ensemble import EnsemblePredictor, InferenceSettings, Offsets
+from renalnode.labels import CATALOGUE, LABEL_NAMES
 from renalnode.model_package import folds_with_checkpoint
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.dataset_import.sources import phantom_cases
 from training.metrics import AT_LEAST_1CM, SIZE_BINS, Evaluation
 from training.metrics import __doc__ as METRICS_DOC
-from training.postprocessing_choice import choose_rules
+from training.postprocessing_choice import choose_offsets, choose_rules, offset_candidates
 from training.profiles import PROFILES
 from training.run import model_folder
 from training.workspace import Workspace
@@ -88,19 +93,34 @@ def validation_pairs(splits: Path, fold: int, raw: Path) -> list[tuple[str, Path
     return [(c, raw / "imagesTr" / f"{c}_0000.nii.gz", raw / "labelsTr" / f"{c}.nii.gz") for c in sorted(case_ids)]
 
 
-def predict_cases(predictor: EnsemblePredictor, pairs: list[tuple[str, Path, Path]], out: Path, log) -> list[CaseFiles]:
-    """The ensemble's labels for (case id, image, label) triples, written to `out` on each image's grid."""
-    out.mkdir(parents=True, exist_ok=True)
-    cases = []
+def predict_cases(predictor: EnsemblePredictor, pairs: list[tuple[str, Path, Path]], outputs: dict[Path, Offsets],
+                  log) -> dict[Path, list[CaseFiles]]:
+    """The ensemble's labels for (case id, image, label) triples under each output folder's decision
+    offsets (one network pass per case), written there on each image's grid."""
+    for out in outputs:
+        out.mkdir(parents=True, exist_ok=True)
+    cases: dict[Path, list[CaseFiles]] = {out: [] for out in outputs}
     for n, (case_id, image_path, label_path) in enumerate(pairs, start=1):
         image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
-        prediction = sitk.GetImageFromArray(predictor.segment_image(image))
-        prediction.CopyInformation(image)
-        path = out / f"{case_id}.nii.gz"
-        sitk.WriteImage(prediction, str(path), useCompression=True)
-        cases.append(CaseFiles(case_id, image_path, label_path, path))
+        for out, labels in zip(outputs, predictor.segment_image_each(image, list(outputs.values()))):
+            prediction = sitk.GetImageFromArray(labels)
+            prediction.CopyInformation(image)
+            path = out / f"{case_id}.nii.gz"
+            sitk.WriteImage(prediction, str(path), useCompression=True)
+            cases[out].append(CaseFiles(case_id, image_path, label_path, path))
         print(f"  [{n}/{len(pairs)}] {case_id}: predicted", file=log, flush=True)
     return cases
+
+
+def network_offsets(offsets: dict[str, float]) -> Offsets:
+    """Offsets per network output of a workspace's model (its outputs are the catalogue's values)."""
+    if not any(offsets.values()):
+        return None
+    return [offsets.get(LABEL_NAMES[value], 0.0) for value in sorted(LABEL_NAMES)]
+
+
+def offsets_folder(offsets: dict[str, float]) -> str:
+    return "_".join(f"{key}{value:+.1f}" for key, value in offsets.items())
 
 
 def shifted_description(folder: Path) -> dict:
@@ -138,7 +158,7 @@ def _split_tables(summary: dict, raw: dict | None) -> list[str]:
     lines += [f"| Average | {_pct(a['accuracy'])} | {_pct(a['precision'])} | {_pct(a['recall'])} | "
               f"{_pct(a['f1'])} | {_pct(a['dice'])} |", ""]
     if raw:
-        lines += ["Without and with the post-processing rules:", "",
+        lines += ["Without (the network's own argmax) and with the decision offsets and post-processing rules:", "",
                   "| Class type | F1 without (%) | F1 with (%) | Dice without (%) | Dice with (%) | "
                   "FP per case without | FP per case with |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, row in ROWS:
@@ -185,6 +205,23 @@ def markdown(report: dict) -> str:
                           + (f"{a['noise_hu'][0]:g}-{a['noise_hu'][1]:g} HU" if a.get("noise_hu") else "n/a")
                           + f", positions {', '.join(a['patient_positions'])}.", ""]
         lines += _split_tables(summary, report.get(f"{key}_without_postprocessing"))
+    offsets = report.get("decision_offsets")
+    if offsets:
+        defaults = PostprocessingRules().as_dict()
+        judged = {k: v for k, v in offsets.get("judged_under_rules", {}).items() if v != defaults[k]}
+        lines += ["### Decision offsets chosen on the cross-validation", "",
+                  "Judged under the post-processing rules chosen for no offsets: "
+                  + (", ".join(f"`{k} = {v}`" for k, v in judged.items()) or "none") + ".", "",
+                  "Kept: " + (", ".join(f"`{k} {v:+.1f}`" for k, v in offsets["offsets"].items() if v) or "none")
+                  + ".", "", "| Offsets | Mean F1 (%) | " + " | ".join(f"{row} F1 (%)" for _, row in ROWS)
+                  + " | Lesions >= 1 cm found (%) | FP per case (>= 1 cm) | Allowed | Chosen |",
+                  "| --- " * (len(ROWS) + 6) + "|"]
+        for t in offsets["trials"]:
+            lines.append(f"| {', '.join(f'{k} {v:+.1f}' for k, v in t['offsets'].items())} | {_pct(t['mean_f1'])} | "
+                         + " | ".join(_pct(t["f1"][name]) for name, _ in ROWS)
+                         + f" | {_pct(t['lesion_sensitivity_1cm'])} | {_num(t['false_positives_per_case_1cm'], 2)} | "
+                         f"{'yes' if t['allowed'] else 'no'} | {'yes' if t['chosen'] else ''} |")
+        lines.append("")
     choice = report.get("postprocessing")
     if choice:
         defaults = PostprocessingRules().as_dict()
@@ -230,24 +267,48 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
                     "metric_definitions": " ".join(METRICS_DOC.split()), "folds": {}}
     settings = InferenceSettings(use_mirroring=mirroring)
     splits = ws.preprocessed / dataset / "splits_final.json"
-    fold_sets = {}
+    cv_folder = folder / "predictions_cross_validation"
+    candidates = offset_candidates()
+    candidate_folders = {offsets_folder(o): cv_folder / "offsets" / offsets_folder(o) for o in candidates}
+    midlines: dict[str, float] = {}  # one per case, shared by every candidate's predictions
+    candidate_cases: dict[str, list[CaseFiles]] = {name: [] for name in candidate_folders}
+    fold_cases: dict[int, list[str]] = {}
     for fold in folds:
         pairs = validation_pairs(splits, fold, raw)
+        fold_cases[fold] = [case_id for case_id, _, _ in pairs]
         print(f"[evaluate] fold {fold}: predicting its {len(pairs)} validation cases "
-              f"({'with' if mirroring else 'without'} mirroring)", file=log, flush=True)
-        fold_sets[fold] = CaseSet(predict_cases(EnsemblePredictor(folder, [fold], settings), pairs,
-                                                folder / "predictions_cross_validation", log))
-    cross_validation = CaseSet([c for s in fold_sets.values() for c in s.cases])
-    print(f"[evaluate] choosing post-processing on {len(cross_validation.cases)} cross-validation cases "
-          f"(folds {folds})", file=log, flush=True)
+              f"({'with' if mirroring else 'without'} mirroring) under {len(candidates)} decision offsets",
+              file=log, flush=True)
+        predicted = predict_cases(EnsemblePredictor(folder, [fold], settings), pairs,
+                                  {candidate_folders[offsets_folder(o)]: network_offsets(o) for o in candidates}, log)
+        for name, out in candidate_folders.items():
+            candidate_cases[name] += predicted[out]
+    sets = {name: CaseSet(cases, midlines) for name, cases in candidate_cases.items()}
+    print(f"[evaluate] choosing decision offsets and post-processing on {sum(map(len, fold_cases.values()))} "
+          f"cross-validation cases (folds {folds})", file=log, flush=True)
+    # Offsets are judged under the rules that suit the network's own argmax: most false lesions lie
+    # away from the kidneys, where those rules remove them whatever the offsets, and only what is
+    # left should count against an offset. The rules are then chosen again under the kept offsets.
+    print("[evaluate] rules for the network's own argmax, to judge the offsets under", file=log, flush=True)
+    argmax_rules, _ = choose_rules(lambda r: sets[offsets_folder(candidates[0])].evaluate(r).summary(), log)
+    offsets, offset_trials = choose_offsets(
+        candidates, lambda o: sets[offsets_folder(o)].evaluate(argmax_rules).summary(), log)
+    report["decision_offsets"] = {"offsets": offsets, "judged_under_rules": argmax_rules.as_dict(),
+                                  "trials": offset_trials}
+    print(f"[evaluate] rules under the kept offsets {offsets}", file=log, flush=True)
+    # What the app predicts before its rules, where the cross-validation predictions always were.
+    cross_validation = CaseSet([dataclasses.replace(c, prediction=cv_folder / c.prediction.name)
+                                for c in sets[offsets_folder(offsets)].cases], midlines)
+    for case in sets[offsets_folder(offsets)].cases:
+        shutil.copy2(case.prediction, cv_folder / case.prediction.name)
     rules, trials = choose_rules(lambda r: cross_validation.evaluate(r).summary(), log)
     report["postprocessing"] = {"rules": rules.as_dict(), "trials": trials}
-    report["cross_validation_without_postprocessing"] = cross_validation.evaluate(none).summary()
+    report["cross_validation_without_postprocessing"] = sets[offsets_folder(candidates[0])].evaluate(none).summary()
     report["cross_validation"] = cross_validation.evaluate(rules).summary()
     report["cross_validation"]["mirroring"] = mirroring
-    for fold, case_set in fold_sets.items():
-        case_set.midlines = cross_validation.midlines
-        report["folds"][str(fold)] = case_set.evaluate(rules).summary()
+    for fold, case_ids in fold_cases.items():
+        fold_set = CaseSet([c for c in cross_validation.cases if c.case_id in case_ids], midlines)
+        report["folds"][str(fold)] = fold_set.evaluate(rules).summary()
     targets = []
     if test and any((raw / "labelsTs").glob("*.nii.gz")):
         pairs = [(p.name[: -len(".nii.gz")], raw / "imagesTs" / p.name.replace(".nii.gz", "_0000.nii.gz"), p)
@@ -260,9 +321,13 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
         predictor = EnsemblePredictor(folder, folds, settings)
     for key, pairs in targets:
         print(f"[evaluate] {key}: {len(pairs)} cases with the ensemble of folds {folds}", file=log, flush=True)
-        case_set = CaseSet(predict_cases(predictor, pairs, folder / f"predictions_{key}", log))
-        report[f"{key}_without_postprocessing"] = case_set.evaluate(none).summary()
-        report[key] = case_set.evaluate(rules).summary()
+        out = folder / f"predictions_{key}"
+        outputs = {out: network_offsets(offsets)}
+        if outputs[out] is not None:  # the network's own argmax too, for the "without" figures
+            outputs[out / "without_offsets"] = None
+        predicted = predict_cases(predictor, pairs, outputs, log)
+        report[f"{key}_without_postprocessing"] = CaseSet(predicted[list(outputs)[-1]]).evaluate(none).summary()
+        report[key] = CaseSet(predicted[out]).evaluate(rules).summary()
         report[key]["mirroring"] = mirroring
     (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "evaluation.md").write_text(markdown(report))

@@ -95,7 +95,8 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
                           "training_cases": dataset_json["numTraining"],
                           "test_cases": len(dataset_json.get("renalnode", {}).get("test_cases", [])),
                           "label_voxels": dataset_json.get("renalnode", {}).get("label_voxels", {})},
-        # The rules the cross-validation kept; the app applies exactly these.
+        # The offsets and rules the cross-validation kept; the app applies exactly these.
+        "decision_offsets": evaluation.get("decision_offsets", {}).get("offsets", {}),
         "postprocessing": evaluation.get("postprocessing", {}).get("rules", {}),
         "cross_validation": {k: cv[k] for k in SUMMARY_KEYS if k in cv},
         "test": {k: evaluation["test"][k] for k in SUMMARY_KEYS if k in evaluation["test"]}
