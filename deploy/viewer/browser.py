@@ -92,8 +92,13 @@ class OhifStudy:
             "const e = window.cornerstone && window.cornerstone.getEnabledElements();"
             "return !!(e && e.length && e[0].viewport.getCurrentImageId && e[0].viewport.getCurrentImageId())"),
             "the first image")
-        self._dismiss("Skip all")           # OHIF's onboarding tour
-        self._dismiss("Confirm and hide")   # its investigational-use notice
+        self._dismiss_overlays()
+
+    def _dismiss_overlays(self) -> None:
+        """OHIF's onboarding tour and its investigational-use notice: under load either may show only
+        after the first image, and then takes every click meant for the page beneath."""
+        self._dismiss("Skip all")
+        self._dismiss("Confirm and hide")
 
     def _wait(self, condition, what: str):
         deadline = time.monotonic() + self.timeout
@@ -140,20 +145,35 @@ class OhifStudy:
 
         def prompt():
             """The prompt's button; until it shows, the SEG double-clicked again every 20 s: a click
-            that lands while OHIF still re-renders the study browser is lost (seen under load)."""
+            that lands while OHIF still re-renders the study browser, or on an overlay that showed
+            late, is lost (seen under load)."""
             shown = [b for b in self._buttons("Yes") if b.is_displayed()]
             if not shown and time.monotonic() >= next_click[0]:
                 next_click[0] = time.monotonic() + 20
+                self._dismiss_overlays()
                 try:
                     ActionChains(self.driver).double_click(seg_thumbnails()[0]).perform()
                 except (IndexError, StaleElementReferenceException):
                     next_click[0] = 0.0  # re-rendered between finding and clicking: again at once
             return shown
 
-        self._wait(prompt, 'the "open this Segmentation?" prompt')
+        try:
+            self._wait(prompt, 'the "open this Segmentation?" prompt')
+        except ViewerError as error:
+            raise ViewerError(f"{error}; on top of the SEG's thumbnail: {self._on_top(seg_thumbnails())}") from None
         self._dismiss("Yes")
         return self._wait(lambda: [s for s in self.driver.execute_script(_SEGMENTS) if s["segments"]],
                           "the segmentation")
+
+    def _on_top(self, elements) -> str:
+        """What a click at the first element's centre would land on: the element itself or an overlay."""
+        if not elements:
+            return "nothing (no thumbnail)"
+        return self.driver.execute_script(
+            "const box = arguments[0].getBoundingClientRect();"
+            "const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);"
+            "return top ? `${top.tagName} '${(top.innerText || '').slice(0, 80)}'"
+            " (${arguments[0].contains(top) ? 'the thumbnail' : 'an overlay'})` : 'nothing';", elements[0])
 
     def show(self, point_lps: tuple[float, float, float]) -> tuple[float, float]:
         """Go to the slice through the point and let it be drawn; where the point is on the page (CSS
