@@ -10,7 +10,8 @@ Plain nnU-Net is `nnUNetv2_predict_from_modelfolder` (nnUNetv2_predict on a mode
 site would run it per study: a new process that loads the folds, reads the NIfTI, predicts and writes
 the label file. renalnode's time is one study in a warm process (model loaded, one small call made),
 which is how the node runs it, with one lever more at a time (float32, then bfloat16 on a CPU, then
-the region focus when asked), each with its per-class Dice against plain nnU-Net's labels.
+the region focus when asked, then the input anti-aliasing when the package asks for it), each with its
+per-class Dice against plain nnU-Net's labels.
 """
 from __future__ import annotations
 
@@ -105,19 +106,26 @@ def main() -> int:
         plain, plain_seconds = plain_nnunet(ct, package.path, folds, mirroring, args.device, tmp)
         print(f"plain nnUNetv2_predict (new process, load + predict + files): {plain_seconds:8.2f} s")
         # renalnode's ensemble, one setting more at a time: each lever's share is the change it makes.
-        variants = [("float32", False), ("bfloat16", False)] if args.device == "cpu" else [("float32", False)]
+        variants = [("float32", False, False), ("bfloat16", False, False)] if args.device == "cpu" \
+            else [("float32", False, False)]
         if args.region_focus:
-            variants.append((variants[-1][0], True))
-        for precision, focus in variants:
+            variants.append((variants[-1][0], True, False))
+        # Last, the input anti-aliasing the package asks for: plain nnU-Net has none, so its Dice with
+        # plain says how much the filter changes, not whether the loop is nnU-Net's.
+        if package.input_antialiasing:
+            variants.append((*variants[-1][:2], True))
+        for precision, focus, antialiasing in variants:
             inference = InferenceSettings(use_mirroring=mirroring, precision=precision, region_focus=focus)
             predictor, load_seconds = timed(EnsemblePredictor, package.nnunet_dir, folds, inference,
-                                            torch.device(args.device))
+                                            torch.device(args.device), antialiasing)
             _, first_seconds = timed(predictor.segment_image, _corner(ct))  # the first call's one-time costs
             ours, warm_seconds = timed(predictor.segment_image, ct)
             in_lps = sitk.GetArrayFromImage(canonical(_on_grid(ours, ct)))
             dice = {name: _dice(in_lps, plain, int(value)) for value, name in package.card["labels"].items()
                     if int(value)}
-            print(f"renalnode {precision}{' + region focus' if focus else ''}: load {load_seconds:.2f} s, "
+            print(f"renalnode {precision}{' + region focus' if focus else ''}"
+                  f"{' + input anti-aliasing (the package asks for it)' if antialiasing else ''}: "
+                  f"load {load_seconds:.2f} s, "
                   f"warm-up {first_seconds:.2f} s, warm study {warm_seconds:8.2f} s; ratio plain / warm "
                   f"{plain_seconds / warm_seconds:.2f}x; Dice with plain: "
                   + ", ".join(f"{name} {value:.4f}" for name, value in dice.items()), flush=True)

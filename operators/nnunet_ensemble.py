@@ -33,7 +33,8 @@ def cached_predictor(package_dir: Path, settings: InferenceSettings | None = Non
     with _LOCK:
         if key not in _CACHE:
             package = load_model_package(Path(package_dir))
-            _CACHE[key] = package, EnsemblePredictor(package.nnunet_dir, package.folds, settings)
+            _CACHE[key] = package, EnsemblePredictor(package.nnunet_dir, package.folds, settings,
+                                                     input_antialiasing=package.input_antialiasing)
             LOAD_COUNT += 1
         return _CACHE[key]
 
@@ -64,6 +65,7 @@ class NnunetEnsembleOperator(RecordingOperator):
             package, predictor = cached_predictor(self.model_dir, self.settings)
         self.record.model = {"name": package.name, "version": package.version, "path": str(package.path),
                              "folds": package.folds, "decision_offsets": package.decision_offsets,
+                             "input_antialiasing": package.input_antialiasing,
                              "device": str(predictor.device), "loaded_now": LOAD_COUNT > loads_before,
                              "tile_step_size": self.settings.tile_step_size, "mirroring": self.settings.use_mirroring,
                              "precision": self.settings.precision, "region_focus": self.settings.region_focus}

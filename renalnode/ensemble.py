@@ -27,6 +27,7 @@ import SimpleITK as sitk
 import torch
 from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
 from acvl_utils.cropping_and_padding.padding import pad_nd_image
+from scipy import ndimage
 
 from renalnode.nnunet_trainers import TRAINERS_DIR
 from renalnode.orientation import back_to_grid, canonical
@@ -43,6 +44,22 @@ Offsets = Sequence[float] | None  # a log-probability offset per network output,
 
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def antialiased(volume_zyx: np.ndarray, spacing_zyx: Sequence[float], target_spacing_zyx: Sequence[float]
+                ) -> np.ndarray:
+    """The volume (float32) low-passed along each axis that resampling to `target_spacing_zyx` will
+    coarsen, with the Gaussian of scikit-image's resize (sigma = (factor - 1) / 2 voxels); the same
+    array when no axis is coarsened. nnU-Net resamples by interpolation alone, so a 0.75 mm CT
+    reaches a 2.5 mm model with its fine-grid noise intact: several times the noise of a CT
+    reconstructed at 2.5 mm, which is what such a model was trained on."""
+    factors = np.asarray(target_spacing_zyx, float) / np.asarray(spacing_zyx, float)
+    sigma = np.maximum(0.0, (factors - 1) / 2)
+    if not sigma.any():
+        return volume_zyx
+    filtered = volume_zyx.astype(np.float32)  # a copy: the caller's volume stays as it was
+    ndimage.gaussian_filter(filtered, sigma, output=filtered, mode="nearest")
+    return filtered
 
 
 def _add_to_path_variable(name: str, folder: str) -> None:
@@ -79,13 +96,16 @@ class EnsemblePredictor:
     """The folds of an nnU-Net trained-model folder, ready to segment canonical (LPS) volumes."""
 
     def __init__(self, model_dir: Path, folds: list[int], settings: InferenceSettings = InferenceSettings(),
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, input_antialiasing: bool = False):
+        """`input_antialiasing`: low-pass a CT finer than the model's spacing before nnU-Net resamples
+        it (`antialiased`), as a model package asks (model.json's "input_antialiasing")."""
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         # Packages trained with renalnode's own trainers name them; nnU-Net looks them up by name.
         _add_to_path_variable("nnUNet_extTrainer", str(TRAINERS_DIR))
         self.device = device or default_device()
         self.settings = settings
+        self.input_antialiasing = input_antialiasing
         model = nnUNetPredictor(tile_step_size=settings.tile_step_size, use_gaussian=True,
                                 use_mirroring=settings.use_mirroring,
                                 device=self.device, verbose=False, verbose_preprocessing=False, allow_tqdm=False)
@@ -120,12 +140,25 @@ class EnsemblePredictor:
         resident.load_state_dict(weights)
         return resident.to(self.device).eval()
 
+    def network_input(self, volume_zyx: np.ndarray, spacing_zyx) -> np.ndarray:
+        """The volume as nnU-Net's preprocessing is given it: anti-aliased (a copy) when the
+        package asks for it, else the same array."""
+        return antialiased(volume_zyx, spacing_zyx, self.target_spacing_zyx) if self.input_antialiasing \
+            else volume_zyx
+
     def preprocess(self, volume_zyx: np.ndarray, spacing_zyx) -> tuple[np.ndarray, dict]:
         """nnU-Net's preprocessing of the model: (channels, *grid) float32 and its properties."""
         data, _, properties = self.preprocessor.run_case_npy(
             volume_zyx[None].astype(np.float32, copy=False), None, {"spacing": list(spacing_zyx)}, self.plans,
             self.configuration, self.dataset_json)
         return data, properties
+
+    @property
+    def target_spacing_zyx(self) -> list[float]:
+        """The model's spacing (mm) in the order of the volumes it is given (the plans hold it
+        transposed)."""
+        transposed = self.configuration.spacing
+        return [float(transposed[self.plans.transpose_backward[axis]]) for axis in range(len(transposed))]
 
     @torch.inference_mode()
     def probabilities(self, data: torch.Tensor) -> torch.Tensor:
@@ -206,6 +239,12 @@ class EnsemblePredictor:
     def segment_each(self, volume_zyx: np.ndarray, spacing_zyx: tuple[float, float, float],
                      offsets: list[Offsets]) -> list[np.ndarray]:
         """`segment`'s label map for each entry of `offsets`, from one pass of the network."""
+        return self._labels(self.network_input(volume_zyx, spacing_zyx), spacing_zyx, offsets)
+
+    @torch.inference_mode()
+    def _labels(self, volume_zyx: np.ndarray, spacing_zyx: tuple[float, float, float],
+                offsets: list[Offsets]) -> list[np.ndarray]:
+        """`segment_each` of a volume that is already the network's input."""
         data, properties = self.preprocess(volume_zyx, spacing_zyx)
         probabilities = self.probabilities(torch.from_numpy(data))
         del data
@@ -237,5 +276,15 @@ class EnsemblePredictor:
     def segment_image_each(self, ct: sitk.Image, offsets: list[Offsets]) -> list[np.ndarray]:
         """`segment_image`'s label map for each entry of `offsets`, from one pass of the network."""
         lps = canonical(ct)
-        return [back_to_grid(labels, lps, ct)
-                for labels in self.segment_each(sitk.GetArrayViewFromImage(lps), lps.GetSpacing()[::-1], offsets)]
+        spacing = lps.GetSpacing()[::-1]
+        reoriented = sitk.GetArrayViewFromImage(lps)
+        volume = self.network_input(reoriented, spacing)
+        if volume is not reoriented:
+            # The filtered voxels take the place of the reoriented ones, of which only the grid is
+            # needed from here on: the app's peak memory (in nnU-Net's preprocessing) stays as it was.
+            filtered = sitk.GetImageFromArray(volume)
+            filtered.CopyInformation(lps)
+            del reoriented, volume
+            lps = filtered
+            volume = sitk.GetArrayViewFromImage(lps)
+        return [back_to_grid(labels, lps, ct) for labels in self._labels(volume, spacing, offsets)]

@@ -82,6 +82,13 @@ class ModelPackage:
         return [offsets.get(self.card["labels"][str(v)], 0.0) for v in values]
 
     @property
+    def input_antialiasing(self) -> bool:
+        """Whether a CT finer than the model's spacing is low-passed before it is resampled to it
+        (EnsemblePredictor's `input_antialiasing`), as the model was evaluated; False for a package
+        that does not say."""
+        return bool(self.card.get("input_antialiasing", False))
+
+    @property
     def postprocessing(self) -> PostprocessingRules:
         """The rules the model's cross-validation kept (none for a package that names none)."""
         return PostprocessingRules.from_dict(self.card.get("postprocessing"))
@@ -149,6 +156,9 @@ def load_model_package(path: Path) -> ModelPackage:
         raise ModelPackageError(f"{path}: dataset.json label values {sorted(dataset_labels.values())} are not "
                                 f"the card's {sorted(int(v) for v in card['labels'])}")
     _check_decision_offsets(card.get("decision_offsets"), card_path)
+    if not isinstance(card.get("input_antialiasing", False), bool):
+        raise ModelPackageError(f"{card_path}: input_antialiasing must be true or false, not "
+                                f"{card['input_antialiasing']!r}")
     try:
         PostprocessingRules.from_dict(card.get("postprocessing"))
     except (TypeError, ValueError) as exc:

@@ -63,7 +63,7 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     (tmp_path / "empty").mkdir()
     missing = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(tmp_path / "empty"), check=False)
     assert missing.returncode != 0 and "holds no cases" in missing.stderr
-    result = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(shifted))
+    result = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(shifted), "--input-antialiasing")
     assert "| Class type | Accuracy (%) | Precision (%) | Recall (%) | F1-score (%) | Dice (%) |" in result.stdout
     assert "Held-out test split (ensemble of the folds, probabilities averaged): 1 cases" in result.stdout
     assert "Shifted test set (acquisition outside the training ranges; ensemble of the folds): 1 cases" in result.stdout
@@ -78,6 +78,9 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert report["cross_validation"]["cases"] == 1 and report["test"]["cases"] == 1 and report["shifted"]["cases"] == 1
     assert all(report[key]["mirroring"] is True for key in ("cross_validation", "test", "shifted"))
     assert result.stdout.count("Predicted with test-time mirroring, as the app predicts by default.") == 3
+    assert report["input_antialiasing"] is True
+    assert all(report[key]["input_antialiasing"] is True for key in ("cross_validation", "test", "shifted"))
+    assert result.stdout.count("Input anti-aliasing (`--input-antialiasing`") == 3
     assert {t["rule"] for t in report["postprocessing"]["trials"]} == {
         "kidney_largest_per_side", "cyst_in_mass_border_share", "lesion_max_distance_mm", "min_solid_mass_ml",
         "min_cyst_ml"}
@@ -110,6 +113,7 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
         t["offsets"] for t in offset_trials if t["chosen"])
     assert len(list((folder / "predictions_cross_validation" / "offsets").glob("*/*.nii.gz"))) == 25
     assert loaded.card["cross_validation"]["mirroring"] is True and loaded.card["test"]["mirroring"] is True
+    assert loaded.input_antialiasing is True
     shifted = loaded.card["shifted_test"]
     assert shifted["cases"] == 1 and shifted["acquisition"]["slice_mm"] == [6, 6]
     curve = loaded.card["learning_curve"]["0"]
@@ -118,15 +122,17 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     assert (package / "learning_curve_fold_0.png").is_file()
 
     # The rules were chosen on the cross-validation predictions the app itself would make: fold 0's
-    # network on its validation case, mirrored, under the kept offsets, from the exported package.
+    # network on its validation case, mirrored, anti-aliased, under the kept offsets, from the
+    # exported package.
     splits = json.loads((package / "nnunet" / "splits_final.json").read_text())
     [validation_case] = splits[0]["val"]
     predicted = sitk.ReadImage(str(folder / "predictions_cross_validation" / f"{validation_case}.nii.gz"))
     ct = sitk.ReadImage(str(ws / "nnUNet_raw" / "Dataset042_Smoke" / "imagesTr" / f"{validation_case}_0000.nii.gz"),
                         sitk.sitkFloat32)
     assert predicted.GetSize() == ct.GetSize()
-    app_labels = EnsemblePredictor(loaded.nnunet_dir, [0], InferenceSettings()).segment_image(
-        ct, loaded.network_offsets)
+    app = EnsemblePredictor(loaded.nnunet_dir, [0], InferenceSettings(), input_antialiasing=loaded.input_antialiasing)
+    assert loaded.card["input"]["spacing_mm_zyx"] == app.target_spacing_zyx
+    app_labels = app.segment_image(ct, loaded.network_offsets)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(predicted), app_labels)
 
     case = sorted(p for p in phantom_set.iterdir())[0]

@@ -57,6 +57,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-mirroring", action="store_true",
                    help="predict every split without test-time mirroring (8x faster on a CPU); the app mirrors "
                         "unless RENALNODE_MIRRORING=0, so rules chosen this way suit an app run without it")
+    p.add_argument("--input-antialiasing", action="store_true",
+                   help="low-pass a CT finer than the model's spacing before it is resampled to it, in every "
+                        "split; the exported package then asks the app for it (model.json's input_antialiasing)")
     p.add_argument("--shifted", type=Path, metavar="DIR",
                    help="also evaluate a shifted test set: cases rendered outside the training ranges, as "
                         "`renalnode phantom` writes them (<case>/image.nii.gz + label.nii.gz)")
@@ -99,7 +102,8 @@ def run_evaluate(args) -> int:
     from training.evaluate import evaluate, markdown
 
     report = evaluate(Workspace(args.workspace), args.dataset, args.profile, args.trainer, test=not args.no_test,
-                      mirroring=not args.no_mirroring, shifted=args.shifted)
+                      mirroring=not args.no_mirroring, shifted=args.shifted,
+                      input_antialiasing=args.input_antialiasing)
     print(markdown(report))
     print(f"written: {report['model_folder']}/evaluation.json and evaluation.md")
     return 0

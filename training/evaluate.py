@@ -50,6 +50,8 @@ SPLITS = (("cross_validation", "Cross-validation (each fold's network on its val
 
 MIRRORED = "Predicted with test-time mirroring, as the app predicts by default."
 NOT_MIRRORED = "Predicted without test-time mirroring (`--no-mirroring`); the app mirrors by default."
+ANTIALIASED = ("Input anti-aliasing (`--input-antialiasing`, model.json's `input_antialiasing`): a CT finer than "
+               "the model's spacing is low-passed before it is resampled to it.")
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ def markdown(report: dict) -> str:
         lines += [f"### {title}: {summary['cases']} cases", ""]
         if "mirroring" in summary:
             lines += [MIRRORED if summary["mirroring"] else NOT_MIRRORED, ""]
+        if summary.get("input_antialiasing"):
+            lines += [ANTIALIASED, ""]
         if key == "shifted" and report.get("shifted_acquisition"):
             a = report["shifted_acquisition"]
             if "pixel_mm" in a:
@@ -248,9 +252,12 @@ def markdown(report: dict) -> str:
 
 
 def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None = None, test: bool = True,
-             mirroring: bool = True, shifted: Path | None = None, log=sys.stderr) -> dict:
+             mirroring: bool = True, shifted: Path | None = None, input_antialiasing: bool = False,
+             log=sys.stderr) -> dict:
     """Evaluate every trained fold; writes evaluation.json and evaluation.md into the model folder.
-    `mirroring`: test-time mirroring in every split's predictions, as the app's RENALNODE_MIRRORING."""
+    `mirroring`: test-time mirroring in every split's predictions, as the app's RENALNODE_MIRRORING.
+    `input_antialiasing`: every split predicted with it (EnsemblePredictor); the export then asks the
+    app for it."""
     ws.activate()
     chosen = PROFILES[profile]
     dataset = ws.dataset_name(dataset_id)
@@ -264,6 +271,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     raw = ws.raw / dataset
     none = PostprocessingRules()
     report: dict = {"dataset": dataset, "model_folder": str(folder), "folds_evaluated": folds,
+                    "input_antialiasing": input_antialiasing,
                     "metric_definitions": " ".join(METRICS_DOC.split()), "folds": {}}
     settings = InferenceSettings(use_mirroring=mirroring)
     splits = ws.preprocessed / dataset / "splits_final.json"
@@ -279,7 +287,8 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
         print(f"[evaluate] fold {fold}: predicting its {len(pairs)} validation cases "
               f"({'with' if mirroring else 'without'} mirroring) under {len(candidates)} decision offsets",
               file=log, flush=True)
-        predicted = predict_cases(EnsemblePredictor(folder, [fold], settings), pairs,
+        predicted = predict_cases(EnsemblePredictor(folder, [fold], settings, input_antialiasing=input_antialiasing),
+                                  pairs,
                                   {candidate_folders[offsets_folder(o)]: network_offsets(o) for o in candidates}, log)
         for name, out in candidate_folders.items():
             candidate_cases[name] += predicted[out]
@@ -305,7 +314,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     report["postprocessing"] = {"rules": rules.as_dict(), "trials": trials}
     report["cross_validation_without_postprocessing"] = sets[offsets_folder(candidates[0])].evaluate(none).summary()
     report["cross_validation"] = cross_validation.evaluate(rules).summary()
-    report["cross_validation"]["mirroring"] = mirroring
+    report["cross_validation"].update(mirroring=mirroring, input_antialiasing=input_antialiasing)
     for fold, case_ids in fold_cases.items():
         fold_set = CaseSet([c for c in cross_validation.cases if c.case_id in case_ids], midlines)
         report["folds"][str(fold)] = fold_set.evaluate(rules).summary()
@@ -318,7 +327,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
         targets.append(("shifted", list(phantom_cases(shifted))))
         report["shifted_acquisition"] = shifted_description(shifted)
     if targets:
-        predictor = EnsemblePredictor(folder, folds, settings)
+        predictor = EnsemblePredictor(folder, folds, settings, input_antialiasing=input_antialiasing)
     for key, pairs in targets:
         print(f"[evaluate] {key}: {len(pairs)} cases with the ensemble of folds {folds}", file=log, flush=True)
         out = folder / f"predictions_{key}"
@@ -328,7 +337,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
         predicted = predict_cases(predictor, pairs, outputs, log)
         report[f"{key}_without_postprocessing"] = CaseSet(predicted[list(outputs)[-1]]).evaluate(none).summary()
         report[key] = CaseSet(predicted[out]).evaluate(rules).summary()
-        report[key]["mirroring"] = mirroring
+        report[key].update(mirroring=mirroring, input_antialiasing=input_antialiasing)
     (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "evaluation.md").write_text(markdown(report))
     return report

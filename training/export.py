@@ -77,6 +77,9 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
             shutil.copy2(folder / f"fold_{fold}" / "progress.png", tmp / f"learning_curve_fold_{fold}.png")
         print(f"[export] fold {fold}: epoch {checkpoint.get('current_epoch')}", file=log, flush=True)
     cv = evaluation["cross_validation"]
+    # The plans hold the spacing in nnU-Net's transposed axis order; the card names it in z, y, x.
+    spacing = plans["configurations"][CONFIGURATION]["spacing"]
+    spacing_zyx = [spacing[axis] for axis in plans["transpose_backward"]]
     card = {
         "format": FORMAT,
         "name": name,
@@ -90,12 +93,14 @@ def export(ws: Workspace, dataset_id: int, profile: str, out: Path, name: str, v
         "configuration": CONFIGURATION,
         "profile": profile,
         "input": {"modality": "CT", "orientation": dataset_json.get("renalnode", {}).get("orientation", "LPS"),
-                  "spacing_mm_zyx": plans["configurations"][CONFIGURATION]["spacing"]},
+                  "spacing_mm_zyx": spacing_zyx},
         "training_data": {"dataset": dataset, "description": dataset_json.get("description", ""),
                           "training_cases": dataset_json["numTraining"],
                           "test_cases": len(dataset_json.get("renalnode", {}).get("test_cases", [])),
                           "label_voxels": dataset_json.get("renalnode", {}).get("label_voxels", {})},
-        # The offsets and rules the cross-validation kept; the app applies exactly these.
+        # The offsets and rules the cross-validation kept, and the input anti-aliasing it was
+        # predicted with; the app applies exactly these.
+        "input_antialiasing": bool(evaluation.get("input_antialiasing", False)),
         "decision_offsets": evaluation.get("decision_offsets", {}).get("offsets", {}),
         "postprocessing": evaluation.get("postprocessing", {}).get("rules", {}),
         "cross_validation": {k: cv[k] for k in SUMMARY_KEYS if k in cv},
