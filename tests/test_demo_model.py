@@ -17,6 +17,7 @@ def test_demo_package_loads_and_card_matches_folder():
     card = package.card
     makefile = (ROOT / "Makefile").read_text()
     assert f"DEMO_FOLDS := {','.join(map(str, package.folds))}\n" in makefile  # made by make demo-model
+    assert package.input_antialiasing is ("--input-antialiasing" in makefile)
     assert card["profile"] == "tiny" and card["trainer"] == "nnUNetTrainerRenalTiny"
     plans = json.loads((package.nnunet_dir / "plans.json").read_text())
     assert plans["plans_name"] == card["plans"] == "nnUNetPlansRenalTiny"
