@@ -281,7 +281,7 @@ class EnsemblePredictor:
         volume = self.network_input(reoriented, spacing)
         if volume is not reoriented:
             # The filtered voxels take the place of the reoriented ones, of which only the grid is
-            # needed from here on: the app's peak memory (in nnU-Net's preprocessing) stays as it was.
+            # needed from here on: the peak memory (in nnU-Net's preprocessing) grows by no copy of the CT.
             filtered = sitk.GetImageFromArray(volume)
             filtered.CopyInformation(lps)
             del reoriented, volume
