@@ -190,3 +190,49 @@ def test_a_cpu_trains_in_the_precision_asked_with_weights_and_loss_in_float32(tr
     monkeypatch.setenv(PRECISION_VARIABLE, "float16")
     with pytest.raises(ValueError, match="RENALNODE_PRECISION 'float16' is not one of auto, float32, bfloat16"):
         nnUNetTrainerRenalSmoke(plans(), "3d_fullres", 0, dataset_json, torch.device("cpu"))
+
+
+def test_fine_tuning_starts_from_an_earlier_model_with_its_plans_and_folds(trained, phantom_set, tmp_path):
+    ws, _, _ = trained
+    source = ws / "nnUNet_results" / "Dataset042_Smoke" / "nnUNetTrainerRenalSmoke__nnUNetPlansRenalTiny__3d_fullres"
+    # The new data set: the earlier cases and one it never saw.
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for case in phantom_set.iterdir():
+        (cases / case.name).symlink_to(case)
+    run_renalnode("phantom", "--out", str(cases), "--cases", "1", "--seed", "22", "--small")
+    common = ("--workspace", str(ws), "--dataset", "43")
+    held_out = sorted(p.name for p in phantom_set.iterdir())[-1]
+    run_renalnode("train", "import", *common, "--source", "phantom", "--input", str(cases), "--name", "More",
+                  "--test-cases", held_out)
+
+    missing = run_renalnode("train", "run", *common, *SMOKE, "--folds", "0", "--init-from", str(tmp_path), check=False)
+    assert missing.returncode == 2 and "is not a trained model" in missing.stderr
+
+    tuned = run_renalnode("train", "run", *common, *SMOKE, "--folds", "0", "--init-from", str(source))
+    assert f"fine-tuning from {source / 'fold_0' / 'checkpoint_final.pth'}" in tuned.stderr
+    preprocessed = ws / "nnUNet_preprocessed"
+    old_plans = json.loads((preprocessed / "Dataset042_Smoke" / "nnUNetPlansRenalTiny.json").read_text())
+    new_plans = json.loads((preprocessed / "Dataset043_More" / "nnUNetPlansRenalTiny.json").read_text())
+    assert new_plans["dataset_name"] == "Dataset043_More"
+    for key in ("spacing", "patch_size", "normalization_schemes", "architecture"):
+        assert new_plans["configurations"]["3d_fullres"][key] == old_plans["configurations"]["3d_fullres"][key]
+
+    old_splits = json.loads((preprocessed / "Dataset042_Smoke" / "splits_final.json").read_text())
+    new_splits = json.loads((preprocessed / "Dataset043_More" / "splits_final.json").read_text())
+    for old, new in zip(old_splits, new_splits):
+        assert set(old["val"]) <= set(new["val"]) and not set(new["val"]) & set(new["train"])
+    assert sum(["phantom_s22_000" in split["val"] for split in new_splits]) == 1  # the new case validates once
+
+    def first_conv(folder):
+        weights = torch.load(folder / "fold_0" / "checkpoint_final.pth", map_location="cpu",
+                             weights_only=False)["network_weights"]
+        return next(v for k, v in weights.items() if k.endswith("conv.weight")).float()
+    before = first_conv(source)
+    after = first_conv(ws / "nnUNet_results" / "Dataset043_More" /
+                       "nnUNetTrainerRenalSmoke__nnUNetPlansRenalTiny__3d_fullres")
+    # Four small steps from the earlier weights: a network drawn afresh would differ by more than they weigh.
+    assert (after - before).abs().mean() < 0.2 * before.abs().mean()
+
+    again = run_renalnode("train", "run", *common, *SMOKE, "--folds", "0", "--init-from", str(source))
+    assert "[fold 0] (1/1) already trained, kept" in again.stderr

@@ -50,6 +50,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="a CPU's arithmetic in renalnode's trainers (default: RENALNODE_PRECISION, else auto: "
                         "bfloat16 where the CPU has bfloat16 instructions)")
+    p.add_argument("--init-from", type=Path, metavar="MODEL_DIR",
+                   help="fine-tune from a trained model: its nnU-Net folder (plans.json, fold_N/checkpoint_final.pth, "
+                        "splits_final.json), in a workspace's nnUNet_results or a package's nnunet/; this data set "
+                        "takes its plans, and its folds' validation cases stay out of training")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", parents=[common, model], help="per-fold, cross-validation and test metrics")
@@ -93,7 +97,7 @@ def run_train(args) -> int:
     from training.run import train
 
     folder = train(Workspace(args.workspace), args.dataset, args.profile, args.folds, args.trainer, args.device,
-                   args.precision)
+                   args.precision, args.init_from)
     print(f"trained folds {args.folds} in {folder}")
     return 0
 

@@ -96,6 +96,19 @@ class nnUNetTrainerRenalTiny(_ShortSchedule):
             self.inference_allowed_mirroring_axes = axes
 
 
+class nnUNetTrainerRenalTinyFinetune(nnUNetTrainerRenalTiny):
+    """A short second stage from a trained tiny model (`renalnode train run --init-from`): 4,000
+    iterations at half the first stage's learning rate, so the weights adapt to new cases (another
+    resolution, another look) without forgetting what the first stage learned. nnU-Net's fine-tuning
+    leaves the 1x1x1 output layers to be learned again; they are a few hundred weights."""
+    schedule = (160, 25, 3, 10)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+
+
 class nnUNetTrainerRenalSmoke(_ShortSchedule):
     """A few iterations: proves the pipeline end to end in tests, learns next to nothing."""
     schedule = (2, 2, 1, 1)
