@@ -65,7 +65,7 @@ def inherit_plans(ws: Workspace, dataset: str, plans: str, source: Path) -> None
 
 
 def inherited_splits(source_splits: list[dict], cases: list[str], seed: int = 12345) -> list[dict]:
-    """Five folds over `cases` in which every case the earlier model validated on in fold k is
+    """The earlier model's folds over `cases`, in which every case the earlier model validated on in fold k is
     validated on again in fold k (none of them is trained on), and the cases it never saw are
     dealt over the folds at random; cases it trained on in every fold stay in training."""
     import numpy as np
@@ -158,7 +158,7 @@ def train(ws: Workspace, dataset_id: int, profile: str, folds: list[int], traine
         missing = [f for f in folds if not (init_from / f"fold_{f}" / "checkpoint_final.pth").exists()]
         if not (init_from / "plans.json").exists() or missing:
             raise ValueError(f"{init_from} is not a trained model with plans.json and the final "
-                                    f"checkpoints of folds {missing or folds}")
+                             f"checkpoints of folds {missing or folds}")
         dataset = ws.dataset_name(dataset_id)
         inherit_plans(ws, dataset, chosen.plans, init_from)
         write_inherited_splits(ws, dataset, init_from)
