@@ -18,7 +18,7 @@ from operators.postprocessing import find_findings
 from renalnode import labels
 from renalnode.model_package import ModelPackageError, load_model_package
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
-from training.evaluate import CaseFiles, CaseSet
+from training.evaluate import CaseFiles, CaseSet, case_pool
 from training.phantom.generate import make_case
 from training.postprocessing_choice import choose_offsets, choose_rules, offset_candidates
 
@@ -174,6 +174,8 @@ def test_choice_keeps_only_rules_that_raise_f1(tmp_path):
     assert rules.min_solid_mass_ml == 0 and rules.min_cyst_ml == 0
     after = case_set.evaluate(rules).summary()
     assert after["per_class"]["kidney"]["f1"] == 1.0 and after["lesion_detection"]["any_lesion"]["false_positives"] == 0
+    with case_pool(2) as pool:  # worker processes give the same figures
+        assert CaseSet(cases, pool=pool).evaluate(rules).summary() == after
     assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "cyst_in_mass_border_share",
                                           "lesion_max_distance_mm", "min_solid_mass_ml", "min_cyst_ml"}
     assert all(not t["raises_f1"] for t in trials if t["rule"].startswith("min_"))

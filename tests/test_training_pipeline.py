@@ -99,6 +99,16 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
     predicted = sitk.ReadImage(str(folder / "predictions_shifted" / f"{shifted_case.name}.nii.gz"))
     assert predicted.GetDirection() == sitk.ReadImage(str(shifted_case / "image.nii.gz")).GetDirection()
 
+    # A rerun (after a crash) keeps what the same weights and settings predicted and predicts only
+    # what is missing; the figures are the same, here evaluated in this process (the first run used
+    # worker processes).
+    (folder / "predictions_shifted" / f"{shifted_case.name}.nii.gz").unlink()
+    again = run_renalnode("train", "evaluate", *common, *SMOKE, "--shifted", str(shifted), "--input-antialiasing",
+                          "--workers", "1")
+    assert again.stderr.count(": predicted") == 1 and f"{shifted_case.name}: predicted" in again.stderr
+    assert again.stderr.count(": kept from an earlier run") == 2  # the cross-validation case and the test case
+    assert json.loads((folder / "evaluation.json").read_text()) == report
+
     package = tmp_path / "package"
     run_renalnode("train", "export", *common, *SMOKE, "--out", str(package), "--name", "smoke", "--version", "0.0.1")
     loaded = load_model_package(package)
@@ -141,6 +151,15 @@ def test_evaluate_export_and_predict(trained, phantom_set, tmp_path):
         sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing()[::-1])
     assert labels.shape == sitk.GetArrayFromImage(image).shape
     assert set(np.unique(labels)) <= {0, 1, 2, 3}
+
+    # Other settings make other predictions: nothing is kept, and each folder records what made it.
+    unmirrored = run_renalnode("train", "evaluate", *common, *SMOKE, "--no-mirroring", "--no-test")
+    assert "kept from an earlier run" not in unmirrored.stderr
+    assert unmirrored.stderr.count(f"{validation_case}: predicted") == 1
+    written_by = json.loads((folder / "predictions_cross_validation" / "offsets" / "solid_mass+0.0_cyst+0.0" /
+                             "prediction_settings.json").read_text())
+    assert written_by["mirroring"] is False and written_by["input_antialiasing"] is False
+    assert written_by["checkpoints"].keys() == {"0"} and written_by["offsets"] is None
 
     # A package whose card and folder disagree is refused.
     (package / "nnunet" / "fold_0" / "checkpoint_final.pth").unlink()

@@ -67,6 +67,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--shifted", type=Path, metavar="DIR",
                    help="also evaluate a shifted test set: cases rendered outside the training ranges, as "
                         "`renalnode phantom` writes them (<case>/image.nii.gz + label.nii.gz)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes that evaluate cases under each candidate offset and rule (default: the CPUs, "
+                        "at most 4; each holds one case in memory)")
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("export", parents=[common, model], help="write the model package")
@@ -107,7 +110,7 @@ def run_evaluate(args) -> int:
 
     report = evaluate(Workspace(args.workspace), args.dataset, args.profile, args.trainer, test=not args.no_test,
                       mirroring=not args.no_mirroring, shifted=args.shifted,
-                      input_antialiasing=args.input_antialiasing)
+                      input_antialiasing=args.input_antialiasing, workers=args.workers)
     print(markdown(report))
     print(f"written: {report['model_folder']}/evaluation.json and evaluation.md")
     return 0

@@ -17,22 +17,34 @@ one network pass. Predictions are written beside the model (`predictions_cross_v
 every candidate's under `offsets/`; `predictions_test/`, `predictions_shifted/`, with the network's
 own argmax under `without_offsets/` when offsets were kept) on each case's own grid, where they can
 be opened over the CT.
+
+A rerun (after a crash or a stop) keeps the predictions already written by the same weights and
+settings: each prediction folder records them (`prediction_settings.json`), and a folder whose
+record differs is emptied and predicted again. Cases are evaluated over worker processes.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import shutil
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from renalnode.atomic import write_bytes_atomic
 from renalnode.ensemble import EnsemblePredictor, InferenceSettings, Offsets
 from renalnode.labels import CATALOGUE, LABEL_NAMES
-from renalnode.model_package import folds_with_checkpoint
+from renalnode.model_package import CHECKPOINT, folds_with_checkpoint
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.dataset_import.sources import phantom_cases
 from training.metrics import AT_LEAST_1CM, SIZE_BINS, Evaluation
@@ -50,6 +62,11 @@ SPLITS = (("cross_validation", "Cross-validation (each fold's network on its val
 
 MIRRORED = "Predicted with test-time mirroring, as the app predicts by default."
 NOT_MIRRORED = "Predicted without test-time mirroring (`--no-mirroring`); the app mirrors by default."
+PREDICTION_SETTINGS = "prediction_settings.json"
+# A worker holds one case's CT, truth and labels and their masks at a time: a 512 x 512 x 600 CT
+# takes a few GiB, so more workers than this would trade memory for little time.
+MAX_WORKERS = 4
+
 ANTIALIASED = ("Input anti-aliasing (`--input-antialiasing`, model.json's `input_antialiasing`): a CT finer than "
                "the model's spacing is low-passed before it is resampled to it.")
 
@@ -64,23 +81,50 @@ class CaseFiles:
 
 @dataclass
 class CaseSet:
-    """Cases whose predictions are on disk, evaluated under any post-processing rules. Each case's
-    body midline is found once and reused for every set of rules."""
+    """Cases whose predictions are on disk, evaluated under any post-processing rules, over `pool`'s
+    processes when there is one. Each case's body midline is found once and reused for every set of
+    rules."""
     cases: list[CaseFiles]
     midlines: dict[str, float] = field(default_factory=dict)
+    pool: Executor | None = None
 
     def evaluate(self, rules: PostprocessingRules) -> Evaluation:
+        known = [self.midlines.get(case.case_id) for case in self.cases]
+        mapper = self.pool.map if self.pool is not None else map
         evaluation = Evaluation()
-        for case in self.cases:
-            image = sitk.ReadImage(str(case.image))
-            hu = sitk.GetArrayViewFromImage(image)
-            if case.case_id not in self.midlines:
-                self.midlines[case.case_id] = body_midline_x(image, hu)
-            midline = self.midlines[case.case_id]
-            prediction = apply_rules(_read(case.prediction), image, hu, rules, midline)
-            evaluation.add_case(case.case_id, _read(case.label), prediction, image.GetSpacing()[::-1],
-                                right_of_midline(image, midline, hu.shape))
+        # Merged in case order, so the figures are the same with or without workers.
+        for case, (one, midline) in zip(self.cases, mapper(_evaluate_case, self.cases, repeat(rules), known)):
+            self.midlines[case.case_id] = midline
+            evaluation.merge(one)
         return evaluation
+
+
+def _evaluate_case(case: CaseFiles, rules: PostprocessingRules, midline: float | None) -> tuple[Evaluation, float]:
+    """One case under `rules`, and its body midline (found here unless given)."""
+    image = sitk.ReadImage(str(case.image))
+    hu = sitk.GetArrayViewFromImage(image)
+    if midline is None:
+        midline = body_midline_x(image, hu)
+    prediction = apply_rules(_read(case.prediction), image, hu, rules, midline)
+    evaluation = Evaluation()
+    evaluation.add_case(case.case_id, _read(case.label), prediction, image.GetSpacing()[::-1],
+                        right_of_midline(image, midline, hu.shape))
+    return evaluation, midline
+
+
+def default_workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+@contextmanager
+def case_pool(workers: int) -> Iterator[Executor | None]:
+    """Worker processes for CaseSet, or None for one worker. Spawned, not forked: the parent holds
+    torch and its threads, which a forked child must not inherit."""
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield pool
 
 
 def _read(path: Path) -> np.ndarray:
@@ -95,22 +139,57 @@ def validation_pairs(splits: Path, fold: int, raw: Path) -> list[tuple[str, Path
     return [(c, raw / "imagesTr" / f"{c}_0000.nii.gz", raw / "labelsTr" / f"{c}.nii.gz") for c in sorted(case_ids)]
 
 
+def prediction_settings(model_folder: Path, folds: list[int], mirroring: bool, input_antialiasing: bool) -> dict:
+    """What an ensemble's predictions depend on besides the case: the folds' weights (by content, so a
+    retrained fold counts as new), mirroring and anti-aliasing."""
+    return {"checkpoints": {str(fold): hashlib.sha256((model_folder / f"fold_{fold}" / CHECKPOINT).read_bytes())
+                            .hexdigest() for fold in folds},
+            "mirroring": mirroring, "input_antialiasing": input_antialiasing}
+
+
+def _prepare_prediction_folder(out: Path, settings: dict) -> None:
+    """Keep `out`'s predictions when they were made under `settings`; otherwise empty it and record them."""
+    record = out / PREDICTION_SETTINGS
+    out.mkdir(parents=True, exist_ok=True)
+    if record.is_file() and json.loads(record.read_text()) == settings:
+        return
+    for old in out.glob("*.nii.gz"):
+        old.unlink()
+    write_bytes_atomic(record, json.dumps(settings, indent=2).encode())
+
+
+def _write_prediction(prediction: sitk.Image, path: Path) -> None:
+    """Written under a temporary name and renamed, so a crash never leaves a half-written prediction
+    that a rerun would keep."""
+    tmp = path.with_name(f".{path.name[: -len('.nii.gz')]}.tmp.nii.gz")
+    sitk.WriteImage(prediction, str(tmp), useCompression=True)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def predict_cases(predictor: EnsemblePredictor, pairs: list[tuple[str, Path, Path]], outputs: dict[Path, Offsets],
-                  log) -> dict[Path, list[CaseFiles]]:
+                  settings: dict, log) -> dict[Path, list[CaseFiles]]:
     """The ensemble's labels for (case id, image, label) triples under each output folder's decision
-    offsets (one network pass per case), written there on each image's grid."""
-    for out in outputs:
-        out.mkdir(parents=True, exist_ok=True)
+    offsets (one network pass per case), written there on each image's grid. `settings`
+    (prediction_settings) decides whether predictions an earlier run left there are kept."""
+    for out, offsets in outputs.items():
+        _prepare_prediction_folder(out, {**settings, "offsets": offsets})
     cases: dict[Path, list[CaseFiles]] = {out: [] for out in outputs}
     for n, (case_id, image_path, label_path) in enumerate(pairs, start=1):
-        image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
-        for out, labels in zip(outputs, predictor.segment_image_each(image, list(outputs.values()))):
-            prediction = sitk.GetImageFromArray(labels)
-            prediction.CopyInformation(image)
-            path = out / f"{case_id}.nii.gz"
-            sitk.WriteImage(prediction, str(path), useCompression=True)
+        paths = [out / f"{case_id}.nii.gz" for out in outputs]
+        if all(path.is_file() for path in paths):
+            status = "kept from an earlier run"
+        else:
+            image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
+            for path, labels in zip(paths, predictor.segment_image_each(image, list(outputs.values()))):
+                prediction = sitk.GetImageFromArray(labels)
+                prediction.CopyInformation(image)
+                _write_prediction(prediction, path)
+            status = "predicted"
+        for out, path in zip(outputs, paths):
             cases[out].append(CaseFiles(case_id, image_path, label_path, path))
-        print(f"  [{n}/{len(pairs)}] {case_id}: predicted", file=log, flush=True)
+        print(f"  [{n}/{len(pairs)}] {case_id}: {status}", file=log, flush=True)
     return cases
 
 
@@ -253,11 +332,17 @@ def markdown(report: dict) -> str:
 
 def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None = None, test: bool = True,
              mirroring: bool = True, shifted: Path | None = None, input_antialiasing: bool = False,
-             log=sys.stderr) -> dict:
+             workers: int | None = None, log=sys.stderr) -> dict:
     """Evaluate every trained fold; writes evaluation.json and evaluation.md into the model folder.
     `mirroring`: test-time mirroring in every split's predictions, as the app's RENALNODE_MIRRORING.
     `input_antialiasing`: every split predicted with it (EnsemblePredictor); the export then asks the
-    app for it."""
+    app for it. `workers`: processes that evaluate cases (default_workers() when None)."""
+    with case_pool(default_workers() if workers is None else workers) as pool:
+        return _evaluate(ws, dataset_id, profile, trainer, test, mirroring, shifted, input_antialiasing, pool, log)
+
+
+def _evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None, test: bool, mirroring: bool,
+              shifted: Path | None, input_antialiasing: bool, pool: Executor | None, log) -> dict:
     ws.activate()
     chosen = PROFILES[profile]
     dataset = ws.dataset_name(dataset_id)
@@ -274,6 +359,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
                     "input_antialiasing": input_antialiasing,
                     "metric_definitions": " ".join(METRICS_DOC.split()), "folds": {}}
     settings = InferenceSettings(use_mirroring=mirroring)
+    written_by = {fold: prediction_settings(folder, [fold], mirroring, input_antialiasing) for fold in folds}
     splits = ws.preprocessed / dataset / "splits_final.json"
     cv_folder = folder / "predictions_cross_validation"
     candidates = offset_candidates()
@@ -289,10 +375,11 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
               file=log, flush=True)
         predicted = predict_cases(EnsemblePredictor(folder, [fold], settings, input_antialiasing=input_antialiasing),
                                   pairs,
-                                  {candidate_folders[offsets_folder(o)]: network_offsets(o) for o in candidates}, log)
+                                  {candidate_folders[offsets_folder(o)]: network_offsets(o) for o in candidates},
+                                  written_by[fold], log)
         for name, out in candidate_folders.items():
             candidate_cases[name] += predicted[out]
-    sets = {name: CaseSet(cases, midlines) for name, cases in candidate_cases.items()}
+    sets = {name: CaseSet(cases, midlines, pool) for name, cases in candidate_cases.items()}
     print(f"[evaluate] choosing decision offsets and post-processing on {sum(map(len, fold_cases.values()))} "
           f"cross-validation cases (folds {folds})", file=log, flush=True)
     # Offsets are judged under the rules that suit the network's own argmax: most false lesions lie
@@ -307,7 +394,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     print(f"[evaluate] rules under the kept offsets {offsets}", file=log, flush=True)
     # What the app predicts before its rules, where the cross-validation predictions always were.
     cross_validation = CaseSet([dataclasses.replace(c, prediction=cv_folder / c.prediction.name)
-                                for c in sets[offsets_folder(offsets)].cases], midlines)
+                                for c in sets[offsets_folder(offsets)].cases], midlines, pool)
     for case in sets[offsets_folder(offsets)].cases:
         shutil.copy2(case.prediction, cv_folder / case.prediction.name)
     rules, trials = choose_rules(lambda r: cross_validation.evaluate(r).summary(), log)
@@ -316,7 +403,7 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
     report["cross_validation"] = cross_validation.evaluate(rules).summary()
     report["cross_validation"].update(mirroring=mirroring, input_antialiasing=input_antialiasing)
     for fold, case_ids in fold_cases.items():
-        fold_set = CaseSet([c for c in cross_validation.cases if c.case_id in case_ids], midlines)
+        fold_set = CaseSet([c for c in cross_validation.cases if c.case_id in case_ids], midlines, pool)
         report["folds"][str(fold)] = fold_set.evaluate(rules).summary()
     targets = []
     if test and any((raw / "labelsTs").glob("*.nii.gz")):
@@ -334,9 +421,11 @@ def evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None =
         outputs = {out: network_offsets(offsets)}
         if outputs[out] is not None:  # the network's own argmax too, for the "without" figures
             outputs[out / "without_offsets"] = None
-        predicted = predict_cases(predictor, pairs, outputs, log)
-        report[f"{key}_without_postprocessing"] = CaseSet(predicted[list(outputs)[-1]]).evaluate(none).summary()
-        report[key] = CaseSet(predicted[out]).evaluate(rules).summary()
+        predicted = predict_cases(predictor, pairs, outputs,
+                                  prediction_settings(folder, folds, mirroring, input_antialiasing), log)
+        report[f"{key}_without_postprocessing"] = CaseSet(predicted[list(outputs)[-1]], pool=pool).evaluate(
+            none).summary()
+        report[key] = CaseSet(predicted[out], pool=pool).evaluate(rules).summary()
         report[key].update(mirroring=mirroring, input_antialiasing=input_antialiasing)
     (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "evaluation.md").write_text(markdown(report))
