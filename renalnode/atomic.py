@@ -19,6 +19,16 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def replace_atomic(tmp: Path, path: Path) -> Path:
+    """Put a complete file written at `tmp` (in `path`'s folder) under `path`, durably: for writers
+    that need a file name of their own (SimpleITK picks the format from its extension)."""
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_folder(path.parent)
+    return path
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     path = Path(path)
     # A unique temporary name: two threads writing the same file never share one.

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from renalnode.atomic import write_bytes_atomic
+from renalnode.atomic import replace_atomic, write_bytes_atomic
 from renalnode.ensemble import EnsemblePredictor, InferenceSettings, Offsets
 from renalnode.labels import CATALOGUE, LABEL_NAMES
 from renalnode.model_package import CHECKPOINT, folds_with_checkpoint
@@ -163,9 +163,7 @@ def _write_prediction(prediction: sitk.Image, path: Path) -> None:
     that a rerun would keep."""
     tmp = path.with_name(f".{path.name[: -len('.nii.gz')]}.tmp.nii.gz")
     sitk.WriteImage(prediction, str(tmp), useCompression=True)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    replace_atomic(tmp, path)
 
 
 def predict_cases(predictor: EnsemblePredictor, pairs: list[tuple[str, Path, Path]], outputs: dict[Path, Offsets],
@@ -415,14 +413,14 @@ def _evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None,
         report["shifted_acquisition"] = shifted_description(shifted)
     if targets:
         predictor = EnsemblePredictor(folder, folds, settings, input_antialiasing=input_antialiasing)
+        ensemble_settings = prediction_settings(folder, folds, mirroring, input_antialiasing)
     for key, pairs in targets:
         print(f"[evaluate] {key}: {len(pairs)} cases with the ensemble of folds {folds}", file=log, flush=True)
         out = folder / f"predictions_{key}"
         outputs = {out: network_offsets(offsets)}
         if outputs[out] is not None:  # the network's own argmax too, for the "without" figures
             outputs[out / "without_offsets"] = None
-        predicted = predict_cases(predictor, pairs, outputs,
-                                  prediction_settings(folder, folds, mirroring, input_antialiasing), log)
+        predicted = predict_cases(predictor, pairs, outputs, ensemble_settings, log)
         report[f"{key}_without_postprocessing"] = CaseSet(predicted[list(outputs)[-1]], pool=pool).evaluate(
             none).summary()
         report[key] = CaseSet(predicted[out], pool=pool).evaluate(rules).summary()
