@@ -36,7 +36,7 @@ from operators.ct_volume import series_to_volume
 from operators.study_loader import read_study
 from renalnode.ensemble import EnsemblePredictor, InferenceSettings
 from renalnode.model_package import find_model_package, load_model_package
-from renalnode.nnunet_trainers import TRAINERS_DIR
+from renalnode.nnunet_trainers import add_trainers_folder
 from renalnode.orientation import canonical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,8 @@ def plain_nnunet(ct: sitk.Image, package_dir: Path, folds: list[int], mirroring:
         command.append("--disable_tta")
     # nnU-Net runs torch on nnUNet_def_n_proc threads (this script sets 1 for its own worker pools):
     # plain nnU-Net gets every core, as renalnode does.
-    env = dict(os.environ, nnUNet_extTrainer=str(TRAINERS_DIR), nnUNet_def_n_proc=str(os.cpu_count() or 1))
+    env = dict(os.environ, nnUNet_def_n_proc=str(os.cpu_count() or 1))
+    add_trainers_folder(env)
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env)
     seconds = time.perf_counter() - start

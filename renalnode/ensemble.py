@@ -17,7 +17,6 @@ renalnode's, for speed and memory:
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_imag
 from acvl_utils.cropping_and_padding.padding import pad_nd_image
 from scipy import ndimage
 
-from renalnode.nnunet_trainers import TRAINERS_DIR
+from renalnode.nnunet_trainers import add_trainers_folder
 from renalnode.orientation import back_to_grid, canonical
 from renalnode.precision import checked_precision
 from renalnode.probability_resampling import ProbabilityResampler
@@ -60,12 +59,6 @@ def antialiased(volume_zyx: np.ndarray, spacing_zyx: Sequence[float], target_spa
     filtered = volume_zyx.astype(np.float32)  # a copy: the caller's volume stays as it was
     ndimage.gaussian_filter(filtered, sigma, output=filtered, mode="nearest")
     return filtered
-
-
-def _add_to_path_variable(name: str, folder: str) -> None:
-    paths = [p for p in os.environ.get(name, "").split(os.pathsep) if p]
-    if folder not in paths:
-        os.environ[name] = os.pathsep.join(paths + [folder])
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,7 @@ class EnsemblePredictor:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         # Packages trained with renalnode's own trainers name them; nnU-Net looks them up by name.
-        _add_to_path_variable("nnUNet_extTrainer", str(TRAINERS_DIR))
+        add_trainers_folder()
         self.device = device or default_device()
         self.settings = settings
         self.input_antialiasing = input_antialiasing

@@ -1,7 +1,7 @@
 """The training workspace: one folder holding nnU-Net's raw, preprocessed and results folders.
 
 nnU-Net finds its folders through environment variables; `Workspace.activate` sets them (and
-the folder of renalnode's own trainers) for this process and any process it starts.
+adds the folder of renalnode's own trainers to those a user names) for this process and any process it starts.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from renalnode.nnunet_trainers import TRAINERS_DIR
+from renalnode.nnunet_trainers import add_trainers_folder
 
 DEFAULT_WORKSPACE = Path(os.environ.get("RENALNODE_WORKSPACE", "workspace"))
 DATASET_NAME = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9_-]+)$")
@@ -38,7 +38,7 @@ class Workspace:
         os.environ["nnUNet_raw"] = str(self.raw.resolve())
         os.environ["nnUNet_preprocessed"] = str(self.preprocessed.resolve())
         os.environ["nnUNet_results"] = str(self.results.resolve())
-        os.environ["nnUNet_extTrainer"] = str(TRAINERS_DIR)
+        add_trainers_folder()
         return self
 
     def dataset_name(self, dataset_id: int) -> str:
