@@ -174,6 +174,8 @@ def test_choice_keeps_only_rules_that_raise_f1(tmp_path):
     assert rules.min_solid_mass_ml == 0 and rules.min_cyst_ml == 0
     after = case_set.evaluate(rules).summary()
     assert after["per_class"]["kidney"]["f1"] == 1.0 and after["lesion_detection"]["any_lesion"]["false_positives"] == 0
+    assert set(case_set.facts) == {case.case_id for case in cases}
+    assert CaseSet(cases).evaluate(rules).summary() == after  # facts found in the run, not reused: the same
     with case_pool(2) as pool:  # worker processes give the same figures
         assert CaseSet(cases, pool=pool).evaluate(rules).summary() == after
     assert {t["rule"] for t in trials} == {"kidney_largest_per_side", "cyst_in_mass_border_share",

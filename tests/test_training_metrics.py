@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import Counts, Detection, Evaluation, dice
+from training.metrics import Counts, Evaluation, TrueLesions, dice
 
 
 def test_counts_and_ratios_by_hand():
@@ -29,15 +29,28 @@ def test_undefined_ratios_are_none():
 
 
 def test_lesion_detection_rule():
-    gt = np.zeros((1, 5, 12), bool)
+    gt = np.zeros((1, 5, 12), np.uint8)
     pred = np.zeros_like(gt)
-    gt[0, 1:3, 0:2] = True    # lesion A: found by an overlapping prediction
-    gt[0, 1:3, 5:7] = True    # lesion B: missed
-    pred[0, 2:4, 1:3] = True  # overlaps A by one voxel
-    pred[0, 1, 9:11] = True   # false positive
-    d = Detection().add(gt, pred).metrics(cases=1)
-    assert (d["lesions"], d["detected"], d["predicted"], d["false_positives"]) == (2, 1, 2, 1)
-    assert d["sensitivity"] == 0.5 and d["false_positives_per_case"] == 1.0
+    gt[0, 1:3, 0:2] = 2    # mass A: found by an overlapping prediction
+    gt[0, 1:3, 5:7] = 2    # mass B: missed
+    pred[0, 2:4, 1:3] = 2  # overlaps A by one voxel
+    pred[0, 1, 9:11] = 2   # false positive
+    gt[0, 4, 9:11] = 3     # a cyst predicted as a mass: found among any lesions, not among cysts
+    pred[0, 4, 9:11] = 2
+    ev = Evaluation()
+    ev.add_case("a", gt, pred)
+    s = ev.summary()["lesion_detection"]
+    d = s["solid_mass"]
+    assert (d["lesions"], d["detected"], d["predicted"], d["false_positives"]) == (2, 1, 3, 2)
+    assert d["sensitivity"] == 0.5 and d["false_positives_per_case"] == 2.0
+    assert (s["cyst"]["lesions"], s["cyst"]["detected"], s["cyst"]["predicted"]) == (1, 0, 0)
+    any_lesion = s["any_lesion"]
+    assert (any_lesion["lesions"], any_lesion["detected"], any_lesion["false_positives"]) == (3, 2, 1)
+
+    # The truth found once and given gives the same figures for any prediction.
+    again = Evaluation()
+    again.add_case("a", gt, pred, truth=TrueLesions.of(gt, np.ones(3)))
+    assert again.summary()["lesion_detection"] == s
 
 
 def test_evaluation_per_class_pooled_and_per_case():

@@ -47,7 +47,7 @@ from renalnode.labels import CATALOGUE, LABEL_NAMES
 from renalnode.model_package import CHECKPOINT, folds_with_checkpoint
 from renalnode.postprocessing_rules import PostprocessingRules, apply_rules, body_midline_x, right_of_midline
 from training.dataset_import.sources import phantom_cases
-from training.metrics import AT_LEAST_1CM, SIZE_BINS, Evaluation
+from training.metrics import AT_LEAST_1CM, SIZE_BINS, Evaluation, TrueLesions
 from training.metrics import __doc__ as METRICS_DOC
 from training.postprocessing_choice import choose_offsets, choose_rules, offset_candidates
 from training.profiles import PROFILES
@@ -79,37 +79,48 @@ class CaseFiles:
     prediction: Path
 
 
+@dataclass(frozen=True)
+class CaseFacts:
+    """What a case's evaluation needs besides the prediction and does not change with it: the body's
+    midline and the true lesions, found once and reused under every offset and set of rules."""
+    midline: float
+    truth: TrueLesions
+
+
 @dataclass
 class CaseSet:
     """Cases whose predictions are on disk, evaluated under any post-processing rules, over `pool`'s
-    processes when there is one. Each case's body midline is found once and reused for every set of
-    rules."""
+    processes when there is one. `facts` (CaseFacts by case id) may be shared by the sets of several
+    candidates' predictions of the same cases."""
     cases: list[CaseFiles]
-    midlines: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, CaseFacts] = field(default_factory=dict)
     pool: Executor | None = None
 
     def evaluate(self, rules: PostprocessingRules) -> Evaluation:
-        known = [self.midlines.get(case.case_id) for case in self.cases]
+        known = [self.facts.get(case.case_id) for case in self.cases]
         mapper = self.pool.map if self.pool is not None else map
         evaluation = Evaluation()
         # Merged in case order, so the figures are the same with or without workers.
-        for case, (one, midline) in zip(self.cases, mapper(_evaluate_case, self.cases, repeat(rules), known)):
-            self.midlines[case.case_id] = midline
+        for case, (one, facts) in zip(self.cases, mapper(_evaluate_case, self.cases, repeat(rules), known)):
+            self.facts[case.case_id] = facts
             evaluation.merge(one)
         return evaluation
 
 
-def _evaluate_case(case: CaseFiles, rules: PostprocessingRules, midline: float | None) -> tuple[Evaluation, float]:
-    """One case under `rules`, and its body midline (found here unless given)."""
+def _evaluate_case(case: CaseFiles, rules: PostprocessingRules,
+                   facts: CaseFacts | None) -> tuple[Evaluation, CaseFacts]:
+    """One case under `rules`, and its facts (found here unless given)."""
     image = sitk.ReadImage(str(case.image))
     hu = sitk.GetArrayViewFromImage(image)
-    if midline is None:
-        midline = body_midline_x(image, hu)
-    prediction = apply_rules(_read(case.prediction), image, hu, rules, midline)
+    gt = _read(case.label)
+    spacing_zyx = np.array(image.GetSpacing()[::-1], float)
+    if facts is None:
+        facts = CaseFacts(body_midline_x(image, hu), TrueLesions.of(gt, spacing_zyx))
+    prediction = apply_rules(_read(case.prediction), image, hu, rules, facts.midline)
     evaluation = Evaluation()
-    evaluation.add_case(case.case_id, _read(case.label), prediction, image.GetSpacing()[::-1],
-                        right_of_midline(image, midline, hu.shape))
-    return evaluation, midline
+    evaluation.add_case(case.case_id, gt, prediction, spacing_zyx,
+                        right_of_midline(image, facts.midline, hu.shape), facts.truth)
+    return evaluation, facts
 
 
 def default_workers() -> int:
@@ -362,7 +373,7 @@ def _evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None,
     cv_folder = folder / "predictions_cross_validation"
     candidates = offset_candidates()
     candidate_folders = {offsets_folder(o): cv_folder / "offsets" / offsets_folder(o) for o in candidates}
-    midlines: dict[str, float] = {}  # one per case, shared by every candidate's predictions
+    facts: dict[str, CaseFacts] = {}  # one per case, shared by every candidate's predictions
     candidate_cases: dict[str, list[CaseFiles]] = {name: [] for name in candidate_folders}
     fold_cases: dict[int, list[str]] = {}
     for fold in folds:
@@ -377,7 +388,7 @@ def _evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None,
                                   written_by[fold], log)
         for name, out in candidate_folders.items():
             candidate_cases[name] += predicted[out]
-    sets = {name: CaseSet(cases, midlines, pool) for name, cases in candidate_cases.items()}
+    sets = {name: CaseSet(cases, facts, pool) for name, cases in candidate_cases.items()}
     print(f"[evaluate] choosing decision offsets and post-processing on {sum(map(len, fold_cases.values()))} "
           f"cross-validation cases (folds {folds})", file=log, flush=True)
     # Offsets are judged under the rules that suit the network's own argmax: most false lesions lie
@@ -392,7 +403,7 @@ def _evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None,
     print(f"[evaluate] rules under the kept offsets {offsets}", file=log, flush=True)
     # What the app predicts before its rules, where the cross-validation predictions always were.
     cross_validation = CaseSet([dataclasses.replace(c, prediction=cv_folder / c.prediction.name)
-                                for c in sets[offsets_folder(offsets)].cases], midlines, pool)
+                                for c in sets[offsets_folder(offsets)].cases], facts, pool)
     for case in sets[offsets_folder(offsets)].cases:
         shutil.copy2(case.prediction, cv_folder / case.prediction.name)
     rules, trials = choose_rules(lambda r: cross_validation.evaluate(r).summary(), log)
@@ -401,7 +412,7 @@ def _evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None,
     report["cross_validation"] = cross_validation.evaluate(rules).summary()
     report["cross_validation"].update(mirroring=mirroring, input_antialiasing=input_antialiasing)
     for fold, case_ids in fold_cases.items():
-        fold_set = CaseSet([c for c in cross_validation.cases if c.case_id in case_ids], midlines, pool)
+        fold_set = CaseSet([c for c in cross_validation.cases if c.case_id in case_ids], facts, pool)
         report["folds"][str(fold)] = fold_set.evaluate(rules).summary()
     targets = []
     if test and any((raw / "labelsTs").glob("*.nii.gz")):
@@ -421,9 +432,10 @@ def _evaluate(ws: Workspace, dataset_id: int, profile: str, trainer: str | None,
         if outputs[out] is not None:  # the network's own argmax too, for the "without" figures
             outputs[out / "without_offsets"] = None
         predicted = predict_cases(predictor, pairs, outputs, ensemble_settings, log)
-        report[f"{key}_without_postprocessing"] = CaseSet(predicted[list(outputs)[-1]], pool=pool).evaluate(
+        key_facts: dict[str, CaseFacts] = {}
+        report[f"{key}_without_postprocessing"] = CaseSet(predicted[list(outputs)[-1]], key_facts, pool).evaluate(
             none).summary()
-        report[key] = CaseSet(predicted[out], pool=pool).evaluate(rules).summary()
+        report[key] = CaseSet(predicted[out], key_facts, pool).evaluate(rules).summary()
         report[key].update(mirroring=mirroring, input_antialiasing=input_antialiasing)
     (folder / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "evaluation.md").write_text(markdown(report))

@@ -40,6 +40,8 @@ CLASSES = (LABEL_KIDNEY, LABEL_SOLID_MASS, LABEL_CYST)
 LESION_CLASSES = (LABEL_SOLID_MASS, LABEL_CYST)
 SIZE_BINS = (("< 1 cm", 0.0, 10.0), ("1-2 cm", 10.0, 20.0), ("2-4 cm", 20.0, 40.0), ("> 4 cm", 40.0, np.inf))
 AT_LEAST_1CM = ">= 1 cm"
+# Detection is counted per lesion class, and for both merged ("any_lesion": a mass called a cyst is found there).
+LESION_KINDS = (LABEL_NAMES[LABEL_SOLID_MASS], LABEL_NAMES[LABEL_CYST], "any_lesion")
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -83,16 +85,6 @@ class Detection:
     predicted: int = 0
     false_positives: int = 0
 
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> Detection:
-        gt_components, n_gt = ndimage.label(gt, CONNECTIVITY)
-        pred_components, n_pred = ndimage.label(pred, CONNECTIVITY)
-        both = (gt_components > 0) & (pred_components > 0)
-        self.lesions += n_gt
-        self.detected += len(np.unique(gt_components[both]))
-        self.predicted += n_pred
-        self.false_positives += n_pred - len(np.unique(pred_components[both]))
-        return self
-
     def metrics(self, cases: int) -> dict:
         return {"lesions": self.lesions, "detected": self.detected, "sensitivity": _ratio(self.detected, self.lesions),
                 "predicted": self.predicted, "false_positives": self.false_positives,
@@ -112,21 +104,53 @@ def _diameters(found: np.ndarray, count: int, spacing_zyx: np.ndarray) -> list[f
     return out
 
 
+@dataclass(frozen=True)
+class TrueLesion:
+    box: tuple[slice, ...]
+    mask: np.ndarray  # the lesion's voxels within `box`
+    diameter_mm: float
+
+
+@dataclass(frozen=True)
+class TrueLesions:
+    """One case's true lesions of each kind (LESION_KINDS), found and sized once: the same truth is
+    evaluated against every candidate's prediction (offsets, rules). Each lesion is kept as its
+    bounding box and mask, small enough to pass to worker processes."""
+    by_kind: dict[str, list[TrueLesion]]
+
+    @classmethod
+    def of(cls, gt: np.ndarray, spacing_zyx: np.ndarray) -> TrueLesions:
+        by_kind = {}
+        for kind, mask in _lesion_masks(gt).items():
+            found, count = ndimage.label(mask, CONNECTIVITY)
+            boxes = ndimage.find_objects(found, count)
+            by_kind[kind] = [TrueLesion(box, found[box] == index, diameter) for index, (box, diameter)
+                             in enumerate(zip(boxes, _diameters(found, count, spacing_zyx)), start=1)]
+        return cls(by_kind)
+
+
+def _lesion_masks(label: np.ndarray) -> dict[str, np.ndarray]:
+    """Each kind's mask: one lesion class, or both merged ("any_lesion")."""
+    return {LABEL_NAMES[LABEL_SOLID_MASS]: label == LABEL_SOLID_MASS, LABEL_NAMES[LABEL_CYST]: label == LABEL_CYST,
+            "any_lesion": np.isin(label, LESION_CLASSES)}
+
+
 @dataclass
 class SizedDetection:
     """Detection per lesion size bin: {bin: Detection}."""
     bins: dict[str, Detection] = field(default_factory=lambda: {name: Detection() for name, _, _ in SIZE_BINS})
 
-    def add(self, gt: np.ndarray, pred: np.ndarray, spacing_zyx: np.ndarray) -> None:
-        gt_found, n_gt = ndimage.label(gt, CONNECTIVITY)
-        pred_found, n_pred = ndimage.label(pred, CONNECTIVITY)
-        both = (gt_found > 0) & (pred_found > 0)
-        hit_gt, hit_pred = set(np.unique(gt_found[both]).tolist()), set(np.unique(pred_found[both]).tolist())
-        for index, diameter in enumerate(_diameters(gt_found, n_gt, spacing_zyx), start=1):
-            d = self.bins[size_bin(diameter)]
+    def add(self, lesions: list[TrueLesion], pred_found: np.ndarray, pred_diameters: list[float]) -> None:
+        """`pred_found`: the predicted components of the same kind, labelled 1..len(pred_diameters)."""
+        hit_pred: set[int] = set()
+        for lesion in lesions:
+            touching = np.unique(pred_found[lesion.box][lesion.mask])
+            touching = touching[touching > 0]
+            d = self.bins[size_bin(lesion.diameter_mm)]
             d.lesions += 1
-            d.detected += index in hit_gt
-        for index, diameter in enumerate(_diameters(pred_found, n_pred, spacing_zyx), start=1):
+            d.detected += len(touching) > 0
+            hit_pred.update(touching.tolist())
+        for index, diameter in enumerate(pred_diameters, start=1):
             d = self.bins[size_bin(diameter)]
             d.predicted += 1
             d.false_positives += index not in hit_pred
@@ -135,13 +159,17 @@ class SizedDetection:
         for name, d in other.bins.items():
             _add_fields(self.bins[name], d)
 
-    def metrics(self, cases: int) -> dict:
-        at_least_1cm = Detection()
+    def total(self, smallest: bool = True) -> Detection:
+        """All bins added up; without the smallest (< 1 cm) when `smallest` is False."""
+        out = Detection()
         for name, d in self.bins.items():
-            if name != SIZE_BINS[0][0]:
-                _add_fields(at_least_1cm, d)
+            if smallest or name != SIZE_BINS[0][0]:
+                _add_fields(out, d)
+        return out
+
+    def metrics(self, cases: int) -> dict:
         out = {name: d.metrics(cases) for name, d in self.bins.items()}
-        out[AT_LEAST_1CM] = at_least_1cm.metrics(cases)
+        out[AT_LEAST_1CM] = self.total(smallest=False).metrics(cases)
         return out
 
 
@@ -159,36 +187,33 @@ class Evaluation:
     """Everything added up over a set of cases (a fold, the whole cross-validation, a test split)."""
     counts: dict[int, Counts] = field(default_factory=lambda: {c: Counts() for c in CLASSES})
     case_dice: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    detection: dict[str, Detection] = field(default_factory=lambda: {
-        LABEL_NAMES[LABEL_SOLID_MASS]: Detection(), LABEL_NAMES[LABEL_CYST]: Detection(), "any_lesion": Detection()})
     detection_by_size: dict[str, SizedDetection] = field(default_factory=lambda: {
-        LABEL_NAMES[LABEL_SOLID_MASS]: SizedDetection(), LABEL_NAMES[LABEL_CYST]: SizedDetection(),
-        "any_lesion": SizedDetection()})
+        kind: SizedDetection() for kind in LESION_KINDS})
     volume_errors: dict[str, list[float]] = field(default_factory=lambda: {
         LABEL_NAMES[c]: [] for c in CLASSES})
 
     def add_case(self, case_id: str, gt: np.ndarray, pred: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0),
-                 right: np.ndarray | None = None) -> None:
+                 right: np.ndarray | None = None, truth: TrueLesions | None = None) -> None:
         """Add one case; `spacing_zyx` (mm) sizes lesions and volumes, `right` (boolean, broadcastable
-        to the volume) marks the patient's right side for the kidney volume of each side."""
+        to the volume) marks the patient's right side for the kidney volume of each side. `truth`:
+        TrueLesions.of(gt, spacing_zyx) when it is known already."""
         if gt.shape != pred.shape:
             raise ValueError(f"case {case_id}: prediction shape {pred.shape} differs from ground truth {gt.shape}")
         spacing_zyx = np.asarray(spacing_zyx, float)
+        truth = truth or TrueLesions.of(gt, spacing_zyx)
         self.case_dice[case_id] = {}
         for c in CLASSES:
             g, p = gt == c, pred == c
             self.counts[c].add(g, p)
             self.case_dice[case_id][LABEL_NAMES[c]] = dice(g, p)
-        for c in (LABEL_SOLID_MASS, LABEL_CYST):
-            self.detection[LABEL_NAMES[c]].add(gt == c, pred == c)
-        gt_lesion, pred_lesion = np.isin(gt, LESION_CLASSES), np.isin(pred, LESION_CLASSES)
-        self.detection["any_lesion"].add(gt_lesion, pred_lesion)
-        for c in LESION_CLASSES:
-            self.detection_by_size[LABEL_NAMES[c]].add(gt == c, pred == c, spacing_zyx)
-        self.detection_by_size["any_lesion"].add(gt_lesion, pred_lesion, spacing_zyx)
-        self._add_volume_errors(gt, pred, gt_lesion, pred_lesion, right)
+        predicted = {}
+        for kind, mask in _lesion_masks(pred).items():
+            found, count = ndimage.label(mask, CONNECTIVITY)
+            self.detection_by_size[kind].add(truth.by_kind[kind], found, _diameters(found, count, spacing_zyx))
+            predicted[kind] = found
+        self._add_volume_errors(gt, pred, truth, predicted["any_lesion"], right)
 
-    def _add_volume_errors(self, gt, pred, gt_lesion, pred_lesion, right) -> None:
+    def _add_volume_errors(self, gt, pred, truth: TrueLesions, pred_found: np.ndarray, right) -> None:
         if right is not None:
             right = np.broadcast_to(right, gt.shape)
             for side in (right, ~right):
@@ -196,24 +221,18 @@ class Evaluation:
                 if true:
                     predicted = np.count_nonzero((pred == LABEL_KIDNEY) & side)
                     self.volume_errors[LABEL_NAMES[LABEL_KIDNEY]].append(100.0 * (predicted - true) / true)
-        pred_found, _ = ndimage.label(pred_lesion, CONNECTIVITY)
         sizes = np.bincount(pred_found.ravel())
         for c in LESION_CLASSES:
-            gt_found, n_gt = ndimage.label(gt == c, CONNECTIVITY)
-            true_sizes = np.bincount(gt_found.ravel(), minlength=n_gt + 1)
-            for index, box in enumerate(ndimage.find_objects(gt_found, n_gt), start=1):
-                touching = np.unique(pred_found[box][gt_found[box] == index])
+            for lesion in truth.by_kind[LABEL_NAMES[c]]:
+                touching = np.unique(pred_found[lesion.box][lesion.mask])
                 touching = touching[touching > 0]
                 if len(touching):
-                    predicted = int(sizes[touching].sum())
-                    true = true_sizes[index]
-                    self.volume_errors[LABEL_NAMES[c]].append(100.0 * (predicted - true) / true)
+                    size = int(np.count_nonzero(lesion.mask))
+                    self.volume_errors[LABEL_NAMES[c]].append(100.0 * (int(sizes[touching].sum()) - size) / size)
 
     def merge(self, other: Evaluation) -> None:
         for c in CLASSES:
             _add_fields(self.counts[c], other.counts[c])
-        for name, d in other.detection.items():
-            _add_fields(self.detection[name], d)
         for name, d in other.detection_by_size.items():
             self.detection_by_size[name].merge(d)
         for name, errors in other.volume_errors.items():
@@ -231,7 +250,8 @@ class Evaluation:
         average = {k: _mean([per_class[LABEL_NAMES[c]][k] for c in CLASSES]) for k in keys}
         return {"cases": len(self.case_dice), "per_class": per_class, "average": average,
                 "case_dice": self.case_dice,
-                "lesion_detection": {k: d.metrics(len(self.case_dice)) for k, d in self.detection.items()},
+                "lesion_detection": {k: d.total().metrics(len(self.case_dice))
+                                     for k, d in self.detection_by_size.items()},
                 "lesion_detection_by_size": {k: d.metrics(len(self.case_dice))
                                              for k, d in self.detection_by_size.items()},
                 "volume_error": {k: volume_error_summary(v) for k, v in self.volume_errors.items()}}
