@@ -51,6 +51,9 @@ def test_lesion_detection_rule():
     again = Evaluation()
     again.add_case("a", gt, pred, truth=TrueLesions.of(gt, np.ones(3)))
     assert again.summary()["lesion_detection"] == s
+    no_lesions = Evaluation()  # ... and it is the given truth that counts
+    no_lesions.add_case("a", gt, pred, truth=TrueLesions.of(np.zeros_like(gt), np.ones(3)))
+    assert no_lesions.summary()["lesion_detection"]["any_lesion"]["lesions"] == 0
 
 
 def test_evaluation_per_class_pooled_and_per_case():

@@ -200,18 +200,19 @@ class Evaluation:
         if gt.shape != pred.shape:
             raise ValueError(f"case {case_id}: prediction shape {pred.shape} differs from ground truth {gt.shape}")
         spacing_zyx = np.asarray(spacing_zyx, float)
-        truth = truth or TrueLesions.of(gt, spacing_zyx)
+        if truth is None:
+            truth = TrueLesions.of(gt, spacing_zyx)
         self.case_dice[case_id] = {}
         for c in CLASSES:
             g, p = gt == c, pred == c
             self.counts[c].add(g, p)
             self.case_dice[case_id][LABEL_NAMES[c]] = dice(g, p)
-        predicted = {}
         for kind, mask in _lesion_masks(pred).items():
             found, count = ndimage.label(mask, CONNECTIVITY)
             self.detection_by_size[kind].add(truth.by_kind[kind], found, _diameters(found, count, spacing_zyx))
-            predicted[kind] = found
-        self._add_volume_errors(gt, pred, truth, predicted["any_lesion"], right)
+            if kind == "any_lesion":  # a lesion's predicted volume: every lesion component on it, of either class
+                any_found = found
+        self._add_volume_errors(gt, pred, truth, any_found, right)
 
     def _add_volume_errors(self, gt, pred, truth: TrueLesions, pred_found: np.ndarray, right) -> None:
         if right is not None:
